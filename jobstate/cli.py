@@ -1,0 +1,51 @@
+"""The `jobstate` console script: serve, gateway, reconcile, dev."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobstate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gRPC job state service")
+    serve.add_argument("--listen", help="host:port (env JOBSTATE_LISTEN, default 127.0.0.1:50051)")
+    serve.add_argument("--database-url", help="SQLAlchemy async URL (env JOBSTATE_DATABASE_URL)")
+    serve.add_argument("--tls-cert", help="PEM certificate chain for TLS (env JOBSTATE_TLS_CERT)")
+    serve.add_argument("--tls-key", help="PEM private key for TLS (env JOBSTATE_TLS_KEY)")
+
+    gateway = sub.add_parser("gateway", help="run the HTTP/WebSocket gateway")
+    gateway.add_argument("--listen", help="host:port (env GATEWAY_LISTEN, default 127.0.0.1:8787)")
+    gateway.add_argument("--jobstate-target", help="gRPC target (env JOBSTATE_TARGET)")
+
+    sub.add_parser("reconcile", help="settle jobs that went quiet from RunPod's /status")
+    sub.add_parser("dev", help="service + gateway + simulated worker on SQLite under ./data")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    environ = dict(os.environ)
+    if args.command == "serve":
+        from jobstate.server import main as serve_main
+
+        return serve_main(args, environ)
+    if args.command == "gateway":
+        from gateway.main import main as gateway_main
+
+        return gateway_main(args, environ)
+    if args.command == "reconcile":
+        from jobstate.reconcile import main as reconcile_main
+
+        return reconcile_main(environ)
+    from jobstate.dev import main as dev_main
+
+    return dev_main(environ)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

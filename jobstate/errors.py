@@ -1,0 +1,41 @@
+"""Domain errors: one root, one subclass per way a request can fail.
+
+The servicer maps these to gRPC status codes in one table (looked up along the MRO); the
+message of each is written for the person who made the request.
+"""
+
+
+class JobStateError(Exception):
+    """Root of every error jobstate raises on purpose."""
+
+
+class InvalidArgument(JobStateError):
+    """The request itself is malformed; nothing was changed."""
+
+
+class NotFound(JobStateError):
+    """No job has that id."""
+
+
+class AlreadyExists(JobStateError):
+    """The job id is taken by another user."""
+
+
+class FailedPrecondition(JobStateError):
+    """The change contradicts the job's current state (e.g. the job already finished)."""
+
+
+class VersionConflict(JobStateError):
+    """Another writer changed the job first; the caller retries against fresh state."""
+
+
+class Unavailable(JobStateError):
+    """The store cannot be reached or refused the write; retrying later may succeed."""
+
+
+class Unauthenticated(JobStateError):
+    """The caller did not present a valid service token."""
+
+
+class ResourceExhausted(JobStateError):
+    """A configured limit was reached."""
