@@ -155,7 +155,10 @@ def validate_progress(progress: float) -> float:
 
 
 def validate_params(params: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(params, separators=(",", ":"), allow_nan=False).encode())
+    try:
+        size = len(json.dumps(params, separators=(",", ":"), allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"params must be plain JSON with finite numbers: {exc}") from None
     if size > MAX_PARAMS_BYTES:
         raise InvalidArgument(f"params is {size} bytes as JSON; the limit is {MAX_PARAMS_BYTES}")
     return params

@@ -1,0 +1,117 @@
+"""The service's configuration: one frozen dataclass built from the environment, flags on top."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/jobstate.db"
+SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+ENVIRONMENTS = ("development", "production")
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message names the variable and is printed as one line."""
+
+
+def parse_listen(value: str, name: str) -> tuple[str, int]:
+    """`host:port` (IPv6 hosts in brackets) → (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{name} must be host:port, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
+    raw = environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    listen: str = "127.0.0.1:50051"
+    database_url: str = DEFAULT_DATABASE_URL
+    environment: str = "production"
+    api_token: str = field(default="", repr=False)
+    sqlite_synchronous: str = "NORMAL"
+    tls_cert: str = ""
+    tls_key: str = ""
+    history_retention: float = 604800.0
+    job_retention: float = 0.0  # 0: finished jobs are kept forever
+    max_progress_events: int = 1000
+    max_watch_streams: int = 10000
+    retention_interval: float = 300.0
+
+    def __post_init__(self) -> None:
+        host, _ = parse_listen(self.listen, "JOBSTATE_LISTEN")
+        try:
+            url = make_url(self.database_url)
+        except ArgumentError:
+            raise ConfigError(
+                f"JOBSTATE_DATABASE_URL is not a database URL: {self.database_url!r}"
+            ) from None
+        if url.drivername not in SUPPORTED_DRIVERS:
+            raise ConfigError(
+                f"JOBSTATE_DATABASE_URL must use one of {', '.join(SUPPORTED_DRIVERS)}, "
+                f"got {url.drivername!r}"
+            )
+        if url.drivername.startswith("sqlite") and url.database in (None, "", ":memory:"):
+            raise ConfigError("JOBSTATE_DATABASE_URL must name a SQLite file, not memory")
+        if self.environment not in ENVIRONMENTS:
+            raise ConfigError(
+                f"ENVIRONMENT must be one of {ENVIRONMENTS}, got {self.environment!r}"
+            )
+        if self.sqlite_synchronous not in ("NORMAL", "FULL"):
+            raise ConfigError("JOBSTATE_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("--tls-cert and --tls-key must be given together")
+        for path in (self.tls_cert, self.tls_key):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"TLS file {path!r} does not exist")
+        if self.environment == "production" and not is_loopback(host) and not self.api_token:
+            raise ConfigError(
+                f"refusing to listen on non-loopback {self.listen} in production without "
+                "JOBSTATE_API_TOKEN"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: str | None) -> ServiceConfig:
+        """Variables from `environ`; non-None `overrides` (CLI flags) win."""
+        values: dict[str, object] = {
+            "listen": environ.get("JOBSTATE_LISTEN") or cls.listen,
+            "database_url": environ.get("JOBSTATE_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            "environment": environ.get("ENVIRONMENT") or "production",
+            "api_token": environ.get("JOBSTATE_API_TOKEN", ""),
+            "sqlite_synchronous": (environ.get("JOBSTATE_SQLITE_SYNCHRONOUS") or "NORMAL").upper(),
+            "tls_cert": environ.get("JOBSTATE_TLS_CERT", ""),
+            "tls_key": environ.get("JOBSTATE_TLS_KEY", ""),
+            "history_retention": _number(environ, "JOBSTATE_HISTORY_RETENTION", 604800.0),
+            "job_retention": _number(environ, "JOBSTATE_JOB_RETENTION", 0.0),
+            "max_progress_events": int(_number(environ, "JOBSTATE_MAX_PROGRESS_EVENTS", 1000, 1)),
+            "max_watch_streams": int(_number(environ, "JOBSTATE_MAX_WATCH_STREAMS", 10000, 1)),
+            "retention_interval": _number(environ, "JOBSTATE_RETENTION_INTERVAL", 300.0, 0.01),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

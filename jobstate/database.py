@@ -1,0 +1,160 @@
+"""Runs store functions (plain synchronous SQLAlchemy Core code) against the database.
+
+Store code is written once, against a synchronous `Connection`, and runs on both engines:
+- SQLite: a synchronous engine in threads. One dedicated writer thread with one connection
+  (`BEGIN IMMEDIATE`) queues all writes — SQLite's own lock wait is far slower than that
+  queue — and a batch of changes costs one thread hop instead of one per statement.
+- PostgreSQL: the asyncpg engine, the function run through `AsyncConnection.run_sync`.
+Database failures become `Unavailable`; the detail is logged, not sent to clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from jobstate.errors import Unavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Work = Callable[..., T]
+
+# Errors that mean "the store could not do it now", as opposed to a bug.
+_STORE_ERRORS = (SQLAlchemyError, OSError, ConnectionError, asyncio.TimeoutError)
+_SCHEMA_LOCK = 0x6A6F6273  # "jobs": an arbitrary, fixed advisory lock key
+
+
+class Database:
+    dialect: str
+
+    async def write(self, fn: Work[T], *args: Any) -> T:
+        raise NotImplementedError
+
+    async def read(self, fn: Work[T], *args: Any) -> T:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+def open_database(url: str, *, sqlite_synchronous: str = "NORMAL") -> Database:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return SqliteDatabase(parsed, sqlite_synchronous)
+    return AsyncDatabase(parsed)
+
+
+def _unavailable(exc: BaseException) -> Unavailable:
+    log.error("job store error: %s", exc, exc_info=exc)
+    return Unavailable("the job store is unavailable; retry shortly")
+
+
+class SqliteDatabase(Database):
+    dialect = "sqlite"
+
+    def __init__(self, url: URL, synchronous: str) -> None:
+        path = Path(url.database or "")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            message = f"cannot create the database directory {path.parent}: {exc}"
+            raise Unavailable(message) from None
+        sync_url = url.set(drivername="sqlite")
+        self._writer = self._engine(sync_url, synchronous, "BEGIN IMMEDIATE", pool_size=1)
+        self._reader = self._engine(sync_url, synchronous, "BEGIN", pool_size=4)
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._read_threads = ThreadPoolExecutor(4, thread_name_prefix="sqlite-reader")
+
+    @staticmethod
+    def _engine(url: URL, synchronous: str, begin: str, pool_size: int) -> Engine:
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            pool_size=pool_size,
+            max_overflow=0,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            # PRAGMAs are per connection; isolation_level=None lets us issue BEGIN ourselves.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    async def _run(self, pool: ThreadPoolExecutor, engine: Engine, fn: Work[T], *args: Any) -> T:
+        def work() -> T:
+            with engine.begin() as conn:
+                return fn(conn, *args)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, work)
+        except _STORE_ERRORS as exc:
+            raise _unavailable(exc) from None
+
+    async def write(self, fn: Work[T], *args: Any) -> T:
+        return await self._run(self._write_thread, self._writer, fn, *args)
+
+    async def read(self, fn: Work[T], *args: Any) -> T:
+        return await self._run(self._read_threads, self._reader, fn, *args)
+
+    async def close(self) -> None:
+        self._write_thread.shutdown(wait=True)
+        self._read_threads.shutdown(wait=True)
+        self._writer.dispose()
+        self._reader.dispose()
+
+
+class AsyncDatabase(Database):
+    dialect = "postgresql"
+
+    def __init__(self, url: URL) -> None:
+        # Short connect/command timeouts: with the database down, RPCs fail fast (UNAVAILABLE).
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=10,
+            max_overflow=10,
+            pool_timeout=5,
+            pool_pre_ping=True,
+            connect_args={"timeout": 5, "command_timeout": 10},
+        )
+
+    async def write(self, fn: Work[T], *args: Any) -> T:
+        try:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(fn, *args)
+        except _STORE_ERRORS as exc:
+            raise _unavailable(exc) from None
+
+    async def read(self, fn: Work[T], *args: Any) -> T:
+        try:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(fn, *args)
+        except _STORE_ERRORS as exc:
+            raise _unavailable(exc) from None
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def lock_schema(conn: Connection) -> None:
+    """Serialise schema creation between replicas starting together (PostgreSQL only)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})

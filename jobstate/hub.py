@@ -1,0 +1,107 @@
+"""In-process fan-out of committed job events to watchers.
+
+`async with hub.subscribe(job_id) as sub:` registers a bounded subscription; `publish(event)`
+is called after each commit (under the job's lock, so events of one job arrive in version
+order). A reference count removes a job's entry when its last watcher leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from jobstate.domain import EventType, JobEvent
+
+BACKLOG = 64
+
+
+class Subscription:
+    """One watcher's undelivered events.
+
+    Overflow policy: while fewer than `backlog` events wait, every event is kept. From
+    `backlog` on, a PROGRESS event replaces a PROGRESS event at the tail (latest wins), so the
+    queue stays bounded while status changes and terminal events are never dropped.
+    """
+
+    def __init__(self, job_id: str, backlog: int = BACKLOG) -> None:
+        self.job_id = job_id
+        self.dropped = 0
+        self._backlog = backlog
+        self._events: deque[JobEvent] = deque()
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def push(self, event: JobEvent) -> None:
+        events = self._events
+        if (
+            len(events) >= self._backlog
+            and event.type is EventType.PROGRESS
+            and events[-1].type is EventType.PROGRESS
+        ):
+            events[-1] = event
+            self.dropped += 1
+        else:
+            events.append(event)
+        self._ready.set()
+
+    def close(self) -> None:
+        """Wake the reader for good: `next_batch` returns what is left, then []."""
+        self._closed = True
+        self._ready.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def next_batch(self) -> list[JobEvent]:
+        """Every undelivered event, oldest first; waits for one. [] once closed and empty."""
+        while not self._events:
+            if self._closed:
+                return []
+            self._ready.clear()
+            await self._ready.wait()
+        batch = list(self._events)
+        self._events.clear()
+        return batch
+
+
+class Hub:
+    def __init__(self, backlog: int = BACKLOG) -> None:
+        self._backlog = backlog
+        self._subs: dict[str, set[Subscription]] = {}
+        self._closed = False
+
+    @asynccontextmanager
+    async def subscribe(self, job_id: str) -> AsyncIterator[Subscription]:
+        sub = Subscription(job_id, self._backlog)
+        if self._closed:
+            sub.close()
+        self._subs.setdefault(job_id, set()).add(sub)
+        try:
+            yield sub
+        finally:
+            subs = self._subs.get(job_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[job_id]
+
+    def publish(self, event: JobEvent) -> None:
+        for sub in self._subs.get(event.job_id, ()):
+            sub.push(event)
+
+    def watched(self, job_id: str) -> bool:
+        return job_id in self._subs
+
+    def close(self) -> None:
+        """Shutting down: end every subscription (streams then finish cleanly)."""
+        self._closed = True
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.close()
+
+    def __len__(self) -> int:
+        """Number of jobs with at least one watcher."""
+        return len(self._subs)

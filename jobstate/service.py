@@ -1,0 +1,188 @@
+"""The job service: validates, serialises per job, commits, then publishes.
+
+Every change runs under its job's shard lock: read (cached) → `domain.apply` → version-checked
+commit → publish to the hub, so one job's events reach the hub in version order. A lost
+version check (another replica wrote first) retries against fresh state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from jobstate import domain
+from jobstate.domain import Change, Job, JobEvent
+from jobstate.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable, VersionConflict
+from jobstate.hub import Hub
+from jobstate.locks import ShardedLocks
+from jobstate.store import JobQuery, Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+MAX_PAGE_SIZE = 500
+_RETRIES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Not an event: the job's current state, sent first when history cannot be replayed."""
+
+    job: Job
+
+    @property
+    def version(self) -> int:
+        return self.job.version
+
+
+WatchItem = JobEvent | Snapshot
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _finish_even_if_cancelled(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a commit-and-publish to its end: a caller that goes away must not leave a committed
+    version unpublished or the cache behind the database, so the lock is held until it is done.
+    """
+    task = asyncio.ensure_future(coro)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+
+
+class JobService:
+    def __init__(
+        self,
+        store: Store,
+        hub: Hub,
+        locks: ShardedLocks | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.locks = locks or ShardedLocks()
+        self._clock = clock
+
+    async def create(
+        self,
+        job_id: str,
+        user_id: str,
+        kind: str,
+        params: dict[str, Any],
+        idempotency_key: str = "",
+    ) -> Job:
+        """Create a job (PENDING, version 1), or return the one these arguments already made.
+
+        Same job_id and user: the existing job. Same user and idempotency_key within 24 h: the
+        job the first call created. Another user's job_id: AlreadyExists.
+        """
+        event = domain.new_job(
+            job_id or uuid.uuid4().hex, user_id, kind, params, self._clock(), idempotency_key
+        )
+        if idempotency_key:
+            async with self.locks.lock_for(f"{user_id}\x00{idempotency_key}"):
+                since = self._clock() - IDEMPOTENCY_WINDOW
+                earlier = await self.store.find_idempotent(user_id, idempotency_key, since)
+                if earlier is not None:
+                    return earlier
+                return await self._create(event)
+        return await self._create(event)
+
+    async def _create(self, event: JobEvent) -> Job:
+        job = event.job
+        async with self.locks.lock_for(job.job_id):
+            if await self.store.create(event):
+                self.hub.publish(event)
+                return job
+            existing = await self.store.get(job.job_id)
+        if existing is None:  # removed between the two statements
+            raise Unavailable(f"job {job.job_id} changed concurrently; retry")
+        if existing.user_id != job.user_id:
+            raise AlreadyExists(f"job_id {job.job_id} is already taken")
+        return existing
+
+    async def get(self, job_id: str) -> Job:
+        domain.validate_job_id(job_id)
+        job = await self.store.get(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        return job
+
+    async def list(self, query: JobQuery) -> tuple[list[Job], str]:
+        if query.page_size < 0:
+            raise InvalidArgument("page_size must not be negative")
+        size = min(query.page_size or 50, MAX_PAGE_SIZE)
+        if query.user_id:
+            domain.validate_user_id(query.user_id)
+        return await self.store.list_jobs(
+            JobQuery(query.user_id, query.statuses, query.updated_before, size, query.page_token)
+        )
+
+    async def change(self, job_id: str, change: Change) -> Job:
+        """Apply one change. Returns the job after it (unchanged when it restated the state).
+
+        Raises InvalidArgument, NotFound, FailedPrecondition (finished job), Unavailable.
+        """
+        domain.validate_job_id(job_id)
+        domain.validate_change(change)
+        async with self.locks.lock_for(job_id):
+            for _ in range(_RETRIES):
+                job = await self.store.get(job_id, cached=True)
+                if job is None:
+                    raise NotFound(f"job {job_id} not found")
+                event = domain.apply(job, change, self._clock())
+                if event is None:
+                    return job
+                try:
+                    await _finish_even_if_cancelled(self._commit(event, job.version))
+                except VersionConflict:
+                    continue
+                return event.job
+        raise Unavailable(f"job {job_id} is being changed too often concurrently; retry")
+
+    async def _commit(self, event: JobEvent, expected_version: int) -> None:
+        await self.store.update(event, expected_version)
+        self.hub.publish(event)
+
+    async def watch(self, job_id: str, after_version: int = 0) -> AsyncIterator[WatchItem]:
+        """The job's events in strictly increasing version order; ends after the terminal one.
+
+        Subscribes before reading, so nothing committed between the read and the
+        subscription is lost; live events at or below what was already sent are skipped.
+        Starts with a Snapshot when after_version is 0 or history no longer reaches back.
+        """
+        domain.validate_job_id(job_id)
+        async with self.hub.subscribe(job_id) as sub:
+            job, history = await self.store.get_with_events(job_id, after_version)
+            if job is None:
+                raise NotFound(f"job {job_id} not found")
+            replay: list[WatchItem] = list(history)
+            contiguous = [e.version for e in history] == list(
+                range(after_version + 1, job.version + 1)
+            )
+            if after_version == 0 or after_version > job.version or not contiguous:
+                replay = [Snapshot(job)]
+            last = after_version if after_version <= job.version else 0
+            for item in replay:
+                yield item
+                last = item.version
+            if job.status.terminal:
+                return
+            while batch := await sub.next_batch():
+                for event in batch:
+                    if event.version <= last:
+                        continue
+                    yield event
+                    last = event.version
+                    if event.job.status.terminal:
+                        return

@@ -1,0 +1,343 @@
+"""The job store: jobs and their event history, durable before anything is acknowledged.
+
+A small interface in domain terms (create, get, list, update-with-expected-version,
+events-after); only this module and its helpers import SQLAlchemy. Writes go through group
+commit: each change is one version-checked UPDATE (or INSERT) plus one event row, many changes
+to different jobs share a transaction, and each caller returns only after that commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from jobstate.database import Database, lock_schema, open_database
+from jobstate.domain import TERMINAL, EventType, Job, JobEvent, Status
+from jobstate.errors import InvalidArgument, VersionConflict
+from jobstate.groupcommit import GroupCommit
+from jobstate.schema import job_events, jobs, metadata
+
+MUTABLE = ("status", "progress", "message", "output_key", "error", "external_id")
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    event: JobEvent
+    expected_version: int | None  # None: create
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands DateTime back naive; everything stored is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _job_from_row(row: Any) -> Job:
+    return Job(
+        job_id=row.job_id,
+        user_id=row.user_id,
+        kind=row.kind,
+        status=Status(row.status),
+        progress=row.progress,
+        message=row.message,
+        output_key=row.output_key,
+        error=row.error,
+        version=row.version,
+        params=row.params,
+        external_id=row.external_id,
+        created_at=_utc(row.created_at),  # type: ignore[arg-type]
+        updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
+        completed_at=_utc(row.completed_at),
+        idempotency_key=row.idempotency_key or "",
+    )
+
+
+def _job_values(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "user_id": job.user_id,
+        "kind": job.kind,
+        "params": job.params,
+        "idempotency_key": job.idempotency_key or None,
+        "created_at": job.created_at,
+        **_mutable_values(job),
+    }
+
+
+def _mutable_values(job: Job) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(job, name) for name in MUTABLE}
+    values["status"] = job.status.value
+    values["version"] = job.version
+    values["updated_at"] = job.updated_at
+    values["completed_at"] = job.completed_at
+    return values
+
+
+def _event_values(event: JobEvent) -> dict[str, Any]:
+    job = event.job
+    values: dict[str, Any] = {name: getattr(job, name) for name in MUTABLE}
+    values.update(
+        job_id=job.job_id,
+        version=job.version,
+        type=event.type.value,
+        status=job.status.value,
+        at=job.updated_at,
+    )
+    return values
+
+
+# Built once: the hot path binds values instead of building a statement per change.
+_UPDATE_JOB = (
+    update(jobs)
+    .where(jobs.c.job_id == bindparam("w_job_id"), jobs.c.version == bindparam("w_expected"))
+    .values({name: bindparam(name) for name in (*MUTABLE, "version", "updated_at", "completed_at")})
+)
+
+
+def _insert_if_absent(dialect: str) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(jobs).on_conflict_do_nothing(index_elements=[jobs.c.job_id])
+
+
+def _write_batch(conn: Connection, writes: Sequence[_Write]) -> list[bool]:
+    """One transaction for many changes; per change: did its version check hold?"""
+    create = _insert_if_absent(conn.dialect.name)
+    accepted: list[bool] = []
+    events: list[dict[str, Any]] = []
+    for write in writes:
+        job = write.event.job
+        if write.expected_version is None:
+            ok = conn.execute(create, _job_values(job)).rowcount == 1
+        else:
+            params = _mutable_values(job)
+            params.update(w_job_id=job.job_id, w_expected=write.expected_version)
+            ok = conn.execute(_UPDATE_JOB, params).rowcount == 1
+        accepted.append(ok)
+        if ok:
+            events.append(_event_values(write.event))
+    if events:
+        conn.execute(insert(job_events), events)
+    return accepted
+
+
+def _create_schema(conn: Connection) -> None:
+    lock_schema(conn)
+    metadata.create_all(conn, checkfirst=True)
+
+
+def _select_job(conn: Connection, job_id: str) -> Job | None:
+    row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
+    return None if row is None else _job_from_row(row)
+
+
+def _event_from_row(job: Job, row: Any) -> JobEvent:
+    status = Status(row.status)
+    at = _utc(row.at)
+    state = replace(
+        job,
+        **{name: getattr(row, name) for name in MUTABLE if name != "status"},
+        status=status,
+        version=row.version,
+        updated_at=at,
+        completed_at=at if status in TERMINAL else None,
+    )
+    return JobEvent(EventType(row.type), state)
+
+
+def _select_with_events(conn: Connection, job_id: str, after: int) -> tuple[Job | None, list]:
+    job = _select_job(conn, job_id)
+    if job is None or after >= job.version:
+        return job, []
+    rows = conn.execute(
+        select(job_events)
+        .where(
+            job_events.c.job_id == job_id,
+            job_events.c.version > after,
+            job_events.c.version <= job.version,
+        )
+        .order_by(job_events.c.version)
+    ).all()
+    return job, [_event_from_row(job, row) for row in rows]
+
+
+def encode_page_token(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.job_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        created, job_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(job_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise InvalidArgument("page_token is not a token this service issued") from None
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    user_id: str = ""
+    statuses: tuple[Status, ...] = ()
+    updated_before: datetime | None = None
+    page_size: int = 50
+    page_token: str = ""
+
+
+def _select_page(conn: Connection, query: JobQuery) -> tuple[list[Job], str]:
+    stmt = select(jobs)
+    if query.user_id:
+        stmt = stmt.where(jobs.c.user_id == query.user_id)
+    if query.statuses:
+        stmt = stmt.where(jobs.c.status.in_([s.value for s in query.statuses]))
+    if query.updated_before is not None:
+        stmt = stmt.where(jobs.c.updated_at < query.updated_before)
+    if query.page_token:
+        created, job_id = decode_page_token(query.page_token)
+        stmt = stmt.where(
+            or_(
+                jobs.c.created_at < created,
+                and_(jobs.c.created_at == created, jobs.c.job_id < job_id),
+            )
+        )
+    stmt = stmt.order_by(jobs.c.created_at.desc(), jobs.c.job_id.desc())
+    rows = conn.execute(stmt.limit(query.page_size + 1)).all()
+    page = [_job_from_row(row) for row in rows[: query.page_size]]
+    token = encode_page_token(page[-1]) if len(rows) > query.page_size else ""
+    return page, token
+
+
+def _select_idempotent(conn: Connection, user_id: str, key: str, since: datetime) -> Job | None:
+    row = conn.execute(
+        select(jobs)
+        .where(
+            jobs.c.user_id == user_id,
+            jobs.c.idempotency_key == key,
+            jobs.c.created_at >= since,
+        )
+        .order_by(jobs.c.created_at.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else _job_from_row(row)
+
+
+def _compact(conn: Connection, finished_before: datetime, keep_progress: int) -> int:
+    """Drop PROGRESS events of jobs finished before the cutoff; bound every job's history."""
+    finished = select(jobs.c.job_id).where(
+        jobs.c.completed_at.is_not(None), jobs.c.completed_at < finished_before
+    )
+    removed = conn.execute(
+        delete(job_events).where(
+            job_events.c.type == EventType.PROGRESS.value, job_events.c.job_id.in_(finished)
+        )
+    ).rowcount
+    # A job that keeps reporting keeps only its latest `keep_progress` versions of progress.
+    oldest_kept = jobs.c.version - keep_progress
+    long_lived = select(jobs.c.job_id, oldest_kept.label("cutoff")).where(oldest_kept > 0)
+    for job_id, cutoff in conn.execute(long_lived).all():
+        removed += conn.execute(
+            delete(job_events).where(
+                job_events.c.job_id == job_id,
+                job_events.c.type == EventType.PROGRESS.value,
+                job_events.c.version <= cutoff,
+            )
+        ).rowcount
+    return removed
+
+
+def _purge_jobs(conn: Connection, finished_before: datetime) -> int:
+    finished = select(jobs.c.job_id).where(
+        jobs.c.completed_at.is_not(None), jobs.c.completed_at < finished_before
+    )
+    conn.execute(delete(job_events).where(job_events.c.job_id.in_(finished)))
+    return conn.execute(delete(jobs).where(jobs.c.job_id.in_(finished))).rowcount
+
+
+class Store:
+    """Durable jobs and history. Every method raises `Unavailable` when the database fails.
+
+    It keeps a small cache of jobs this process wrote, used only on the write path: a stale
+    entry (another replica wrote the job) fails the version check, is dropped, and the caller
+    retries against fresh state.
+    """
+
+    def __init__(self, db: Database, cache_size: int = 10_000) -> None:
+        self.db = db
+        self._cache: OrderedDict[str, Job] = OrderedDict()
+        self._cache_size = cache_size
+        self._commits: GroupCommit[_Write, bool] = GroupCommit(self._run_batch)
+
+    @classmethod
+    async def open(cls, url: str, *, sqlite_synchronous: str = "NORMAL") -> Store:
+        db = open_database(url, sqlite_synchronous=sqlite_synchronous)
+        try:
+            await db.write(_create_schema)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db)
+
+    async def close(self) -> None:
+        await self._commits.close()
+        await self.db.close()
+
+    async def _run_batch(self, writes: list[_Write]) -> list[bool]:
+        return await self.db.write(_write_batch, writes)
+
+    def _remember(self, job: Job) -> None:
+        self._cache[job.job_id] = job
+        self._cache.move_to_end(job.job_id)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def create(self, event: JobEvent) -> bool:
+        """Insert a new job and its CREATED event; False if the job id already exists."""
+        created = await self._commits.submit(_Write(event, None))
+        if created:
+            self._remember(event.job)
+        return created
+
+    async def update(self, event: JobEvent, expected_version: int) -> None:
+        """Commit `event.job` if the stored version is still `expected_version`.
+
+        Raises VersionConflict (and forgets the cached job) when another writer won.
+        """
+        if not await self._commits.submit(_Write(event, expected_version)):
+            self._cache.pop(event.job_id, None)
+            raise VersionConflict(f"job {event.job_id} changed concurrently")
+        self._remember(event.job)
+
+    async def get(self, job_id: str, *, cached: bool = False) -> Job | None:
+        if cached and (job := self._cache.get(job_id)) is not None:
+            return job
+        job = await self.db.read(_select_job, job_id)
+        if job is not None and cached:
+            self._remember(job)
+        return job
+
+    async def get_with_events(self, job_id: str, after: int) -> tuple[Job | None, list[JobEvent]]:
+        """The job and its history events with version > after, read in one transaction."""
+        return await self.db.read(_select_with_events, job_id, after)
+
+    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], str]:
+        return await self.db.read(_select_page, query)
+
+    async def find_idempotent(self, user_id: str, key: str, since: datetime) -> Job | None:
+        return await self.db.read(_select_idempotent, user_id, key, since)
+
+    async def compact(self, finished_before: datetime, keep_progress: int) -> int:
+        return await self.db.write(_compact, finished_before, keep_progress)
+
+    async def purge_jobs(self, finished_before: datetime) -> int:
+        removed = await self.db.write(_purge_jobs, finished_before)
+        self._cache.clear()
+        return removed
