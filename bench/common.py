@@ -1,0 +1,64 @@
+"""Helpers shared by the benchmarks: free ports, subprocess servers, percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+JOBSTATE = str(Path(sys.executable).with_name("jobstate"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def spawn(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        list(args),
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_for_grpc(target: str, deadline: float = 20.0) -> None:
+    end = time.monotonic() + deadline
+    async with grpc.aio.insecure_channel(target) as channel:
+        while True:
+            try:
+                await asyncio.wait_for(channel.channel_ready(), timeout=1.0)
+                return
+            except TimeoutError:
+                if time.monotonic() > end:
+                    raise RuntimeError(f"{target} did not come up") from None
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,40 @@
+"""The raw baseline: a grpc.aio server whose ReportProgress does nothing.
+
+Same service definition, same server options, no store, no locks: what grpc.aio itself costs.
+Usage: python bench/noop_server.py PORT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import grpc
+
+from jobstate.server import SERVER_OPTIONS
+from jobstate.v1 import jobstate_pb2 as pb
+from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
+
+
+class NoopServicer(pb_grpc.JobStateServiceServicer):
+    async def ReportProgress(
+        self, request: pb.ReportProgressRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReportProgressResponse:
+        return pb.ReportProgressResponse(job=pb.Job(job_id=request.job_id))
+
+    async def CreateJob(
+        self, request: pb.CreateJobRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateJobResponse:
+        return pb.CreateJobResponse(job=pb.Job(job_id=request.job_id))
+
+
+async def main(port: int) -> None:
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    pb_grpc.add_JobStateServiceServicer_to_server(NoopServicer(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1])))

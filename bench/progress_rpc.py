@@ -1,0 +1,176 @@
+"""ReportProgress RPC/s and latency against a no-op grpc.aio server measured in the same run.
+
+    python bench/progress_rpc.py [--backend sqlite|postgres|both] [--seconds 5] [--rounds 3]
+
+Each round runs the no-op server, then jobstate on each backend, as separate processes on
+loopback; 64 concurrent callers spread over 1,000 jobs. Prints per-round figures and the
+medians with `ratio = ours / no-op`. PostgreSQL needs JOBSTATE_TEST_POSTGRES_URL (a database
+of its own is created and dropped). `--replicas 2` runs two jobstate processes on PostgreSQL
+and spreads callers over both with round_robin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import JOBSTATE, free_port, median, percentile, spawn, stop, wait_for_grpc
+
+from jobstate.v1 import jobstate_pb2 as pb
+from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+async def drive(targets: Sequence[str], seconds: float, callers: int, jobs: int) -> Result:
+    target = targets[0] if len(targets) == 1 else "ipv4:" + ",".join(targets)
+    options = [("grpc.lb_policy_name", "round_robin")]
+    async with grpc.aio.insecure_channel(target, options=options) as channel:
+        stub = pb_grpc.JobStateServiceStub(channel)
+        run = uuid.uuid4().hex[:8]
+        job_ids = [f"bench-{run}-{i}" for i in range(jobs)]
+        for start in range(0, jobs, 100):
+            await asyncio.gather(
+                *(
+                    stub.CreateJob(pb.CreateJobRequest(job_id=j, user_id="bench", kind="bench"))
+                    for j in job_ids[start : start + 100]
+                )
+            )
+        counters = [0] * jobs
+        latencies: list[float] = []
+        end = time.perf_counter() + seconds
+
+        async def caller(index: int) -> None:
+            n = index
+            while time.perf_counter() < end:
+                job = n % jobs
+                n += callers
+                counters[job] += 1
+                request = pb.ReportProgressRequest(
+                    job_id=job_ids[job], progress=min(100.0, counters[job] * 0.001)
+                )
+                began = time.perf_counter()
+                await stub.ReportProgress(request)
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(caller(i) for i in range(callers)))
+        elapsed = time.perf_counter() - began
+    return Result(
+        len(latencies) / elapsed,
+        percentile(latencies, 0.5) * 1000,
+        percentile(latencies, 0.99) * 1000,
+    )
+
+
+async def run_noop(args: argparse.Namespace) -> Result:
+    port = free_port()
+    process = spawn([sys.executable, "bench/noop_server.py", str(port)])
+    try:
+        await wait_for_grpc(f"127.0.0.1:{port}")
+        return await drive([f"127.0.0.1:{port}"], args.seconds, args.callers, args.jobs)
+    finally:
+        stop(process)
+
+
+async def run_jobstate(args: argparse.Namespace, database_url: str, replicas: int) -> Result:
+    ports = [free_port() for _ in range(replicas)]
+    processes = [
+        spawn(
+            [JOBSTATE, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", database_url],
+            {"ENVIRONMENT": "development", "JOBSTATE_LOG_LEVEL": "WARNING"},
+        )
+        for port in ports
+    ]
+    try:
+        targets = [f"127.0.0.1:{port}" for port in ports]
+        for target in targets:
+            await wait_for_grpc(target)
+        return await drive(targets, args.seconds, args.callers, args.jobs)
+    finally:
+        for process in processes:
+            stop(process)
+
+
+async def postgres_database(admin_url: str, name: str, create: bool) -> str:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        if create:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        else:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def report(label: str, results: list[Result], baseline: list[Result]) -> None:
+    rps = median([r.rps for r in results])
+    base = median([r.rps for r in baseline])
+    print(
+        f"{label:<22} {rps:8.0f} RPC/s  p50 {median([r.p50_ms for r in results]):6.1f} ms"
+        f"  p99 {median([r.p99_ms for r in results]):6.1f} ms   ratio = {rps / base:.2f}"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--callers", type=int, default=64)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--replicas", type=int, default=1, help="jobstate processes on PostgreSQL")
+    args = parser.parse_args()
+    pg_admin = os.environ.get("JOBSTATE_TEST_POSTGRES_URL", "")
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    if "postgres" in backends and not pg_admin:
+        print("skipping PostgreSQL: JOBSTATE_TEST_POSTGRES_URL is not set")
+        backends.remove("postgres")
+    results: dict[str, list[Result]] = {"no-op grpc.aio": []}
+    for round_ in range(args.rounds):
+        results["no-op grpc.aio"].append(await run_noop(args))
+        for backend in backends:
+            if backend == "sqlite":
+                with tempfile.TemporaryDirectory() as tmp:
+                    url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+                    results.setdefault("jobstate sqlite", []).append(
+                        await run_jobstate(args, url, 1)
+                    )
+            else:
+                name = f"jobstate_bench_{uuid.uuid4().hex[:8]}"
+                url = await postgres_database(pg_admin, name, create=True)
+                try:
+                    label = f"jobstate postgres x{args.replicas}"
+                    results.setdefault(label, []).append(
+                        await run_jobstate(args, url, args.replicas)
+                    )
+                finally:
+                    await postgres_database(pg_admin, name, create=False)
+        for label, rows in results.items():
+            row = rows[-1]
+            print(f"round {round_ + 1} {label:<22} {row.rps:8.0f} RPC/s  p99 {row.p99_ms:6.1f} ms")
+    print(f"\nmedians of {args.rounds} rounds, {args.callers} callers over {args.jobs} jobs:")
+    for label, rows in results.items():
+        report(label, rows, results["no-op grpc.aio"])
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
