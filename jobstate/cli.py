@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return gateway_main(args, environ)
     if args.command == "reconcile":
-        from jobstate.reconcile import main as reconcile_main
+        from gateway.reconcile import main as reconcile_main
 
         return reconcile_main(environ)
     from jobstate.dev import main as dev_main
