@@ -1,0 +1,168 @@
+"""The aiohttp application: routes, JSON errors everywhere, CORS, health, metrics, demo page.
+
+`make_services(config)` builds what the handlers share (call it inside the running loop: it
+opens the gRPC channel); `build_app(services)` wires routes and middlewares. Shutdown closes
+every socket with 1001, then the watch streams, the worker and the channel, in that order.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway import callbacks, jobs, ws
+from gateway.auth import CallbackAuth, UserAuth
+from gateway.client import JobStateClient
+from gateway.config import GatewayConfig
+from gateway.context import SERVICES, Services, services
+from gateway.errors import GatewayError
+from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
+from gateway.runpod import RunPodClient
+from gateway.simworker import SimulatedWorker
+from gateway.storage import Storage
+from gateway.translate import http_error
+from gateway.watch import WatchHub
+from gateway.worker import Worker
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_BODY = 64 * 1024
+PLACEHOLDER = "<!doctype html><title>jobstate</title><p>jobstate gateway is running.</p>\n"
+CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+
+
+def make_services(config: GatewayConfig) -> Services:
+    metrics = Metrics()
+    client = JobStateClient(
+        config.jobstate_target,
+        api_token=config.api_token,
+        timeout=config.rpc_timeout,
+        metrics=metrics,
+    )
+    storage = Storage(config)
+    worker: Worker
+    if config.runpod_endpoint_url:
+        worker = RunPodClient(
+            config.runpod_endpoint_url, config.runpod_api_key, config.runpod_timeout, metrics
+        )
+    else:
+        worker = SimulatedWorker(storage, config.output_prefix, config.sim_step_seconds)
+    return Services(
+        config=config,
+        metrics=metrics,
+        client=client,
+        users=UserAuth(config.jwt_secret),
+        callbacks=CallbackAuth(config.callback_secret),
+        hub=WatchHub(client, metrics),
+        storage=storage,
+        worker=worker,
+    )
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error is `{"error": ...}`, aiohttp's own 404/405/413 included; never a trace."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        if exc.status == 413:
+            return _error(413, f"request body too large (limit {MAX_BODY} bytes)")
+        return _error(exc.status, (exc.reason or "error").lower(), headers)
+    except GatewayError as exc:
+        return _error(exc.status, str(exc))
+    except grpc.aio.AioRpcError as exc:
+        status, message = http_error(exc.code(), exc.details())
+        if status == 500:
+            log.error("%s %s: jobstate answered %s", request.method, request.path, exc.code())
+        return _error(status, message)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, "internal error")
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """GATEWAY_ALLOWED_ORIGINS governs CORS on the REST routes."""
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and origin in services(request).origins
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        if not allowed:
+            return _error(403, "origin not allowed")
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Origin": origin or "",
+                "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                "Access-Control-Allow-Headers": CORS_HEADERS,
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            },
+        )
+    response = await handler(request)
+    if allowed and not response.prepared:
+        response.headers["Access-Control-Allow-Origin"] = origin or ""
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    if await services(request).client.healthy():
+        return web.json_response({"status": "ok"})
+    return _error(503, "the jobstate service is unreachable")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = services(request).metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    page = STATIC_DIR / "index.html"
+    if page.is_file():
+        return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
+    return web.Response(text=PLACEHOLDER, content_type="text/html")
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    await ws.close_all_sockets(app[SERVICES])
+
+
+async def _on_cleanup(app: web.Application) -> None:
+    svc = app[SERVICES]
+    await svc.hub.close()
+    await svc.worker.close()
+    await svc.client.close()
+
+
+def build_app(svc: Services) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[cors, json_errors])
+    app[SERVICES] = svc
+    app.router.add_post("/api/export/overlay/start", jobs.start_export)
+    app.router.add_get("/api/jobs", jobs.list_jobs)
+    app.router.add_get("/api/jobs/{job_id}", jobs.get_job)
+    app.router.add_post("/api/jobs/{job_id}/cancel", jobs.cancel_job)
+    app.router.add_get("/api/jobs/{job_id}/ws", ws.job_socket)
+    app.router.add_post("/api/jobs/{job_id}/do", callbacks.callback)
+    app.router.add_get("/api/storage/presigned-url", jobs.presigned_url)
+    if svc.config.development:
+        app.router.add_get("/api/dev/token", jobs.dev_token)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", index)
+    if STATIC_DIR.is_dir():
+        app.router.add_static("/static/", STATIC_DIR)
+    app.on_shutdown.append(_on_shutdown)
+    app.on_cleanup.append(_on_cleanup)
+    return app

@@ -1,0 +1,208 @@
+"""The gateway's configuration: one frozen dataclass built from the environment, flags on top.
+
+`GatewayConfig.from_env(environ, listen=..., jobstate_target=...)` validates everything at once
+and raises `ConfigError` with one line naming the variable; nothing reads the environment at
+import time. In development, missing secrets are generated once and kept under `data_dir`, so a
+restart keeps issued tokens valid.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_LISTEN = "127.0.0.1:8787"
+DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_BUCKET = "reel-ballers-users"
+RUNPOD_API_BASE = "https://api.runpod.ai/v2/"
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message is one line naming the variable."""
+
+
+def parse_hostport(value: str, variable: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{variable} must be host:port, got {value!r}")
+    return host, int(port)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _http_url(value: str, variable: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{variable} must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _seconds(environ: Mapping[str, str], variable: str, default: float) -> float:
+    raw = environ.get(variable, "")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{variable} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value < 86400:
+        raise ConfigError(f"{variable} must be between 0 and 86400 seconds, got {raw!r}")
+    return value
+
+
+def dev_secret(data_dir: Path, name: str) -> str:
+    """A random secret generated once and kept in `data_dir/name` (mode 0600)."""
+    path = data_dir / name
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Everything the gateway process needs; see DESIGN.md's variable table."""
+
+    jwt_secret: str = field(repr=False)
+    callback_secret: str = field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8787
+    jobstate_target: str = DEFAULT_TARGET
+    environment: str = "production"
+    # Empty: http://<listen address>, resolved once the port is bound.
+    public_url: str = ""
+    # Empty: the origin of the public URL.
+    allowed_origins: tuple[str, ...] = ()
+    output_prefix: str = "exports/"
+    runpod_endpoint_url: str = ""
+    runpod_api_key: str = field(default="", repr=False)
+    r2_endpoint_url: str = ""
+    r2_access_key_id: str = field(default="", repr=False)
+    r2_secret_access_key: str = field(default="", repr=False)
+    r2_bucket: str = DEFAULT_BUCKET
+    api_token: str = field(default="", repr=False)
+    rpc_timeout: float = 5.0
+    runpod_timeout: float = 10.0
+    ws_heartbeat: float = 30.0
+    presign_expires: int = 3600
+    sim_step_seconds: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.environment not in ("development", "production"):
+            raise ConfigError(
+                f"ENVIRONMENT must be 'development' or 'production', got {self.environment!r}"
+            )
+        if not self.jwt_secret:
+            raise ConfigError("JOBSTATE_JWT_SECRET is required when ENVIRONMENT=production")
+        if not self.callback_secret:
+            raise ConfigError("JOBSTATE_CALLBACK_SECRET is required when ENVIRONMENT=production")
+        if not self.jobstate_target.strip():
+            raise ConfigError("JOBSTATE_TARGET must not be empty")
+        if not self.output_prefix:
+            raise ConfigError("R2_OUTPUT_PREFIX must not be empty")
+        if self.public_url:
+            _http_url(self.public_url, "GATEWAY_PUBLIC_URL")
+        for origin in self.allowed_origins:
+            if _origin(origin) != origin or not urlsplit(origin).netloc:
+                raise ConfigError(
+                    f"GATEWAY_ALLOWED_ORIGINS entries must be scheme://host[:port], got {origin!r}"
+                )
+        if self.runpod_endpoint_url:
+            _http_url(self.runpod_endpoint_url, "RUNPOD_ENDPOINT_URL")
+            if not self.runpod_api_key:
+                raise ConfigError("RUNPOD_API_KEY is required when RUNPOD_ENDPOINT_URL is set")
+        if self.r2_endpoint_url:
+            _http_url(self.r2_endpoint_url, "R2_ENDPOINT_URL")
+        if not self.r2_bucket:
+            raise ConfigError("R2_BUCKET must not be empty")
+
+    @property
+    def development(self) -> bool:
+        return self.environment == "development"
+
+    @property
+    def storage_configured(self) -> bool:
+        return bool(self.r2_endpoint_url)
+
+    def resolved_public_url(self, bound_port: int) -> str:
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if host in ("0.0.0.0", "[::]"):
+            host = "127.0.0.1"
+        return f"http://{host}:{bound_port}"
+
+    def resolved_origins(self, public_url: str) -> frozenset[str]:
+        if self.allowed_origins:
+            return frozenset(self.allowed_origins)
+        origins = {_origin(public_url)}
+        if self.development:  # the demo page is opened as localhost as often as 127.0.0.1
+            origins |= {o.replace("127.0.0.1", "localhost") for o in origins}
+        return frozenset(origins)
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        listen: str | None = None,
+        jobstate_target: str | None = None,
+        data_dir: Path | str = "data",
+    ) -> GatewayConfig:
+        """Build and validate the configuration; flags (keyword arguments) win over variables."""
+        env = {k: v.strip() for k, v in environ.items()}
+        environment = env.get("ENVIRONMENT") or "production"
+        listen_var = "--listen" if listen else "GATEWAY_LISTEN"
+        host, port = parse_hostport(
+            listen or env.get("GATEWAY_LISTEN") or DEFAULT_LISTEN, listen_var
+        )
+        jwt_secret = env.get("JOBSTATE_JWT_SECRET", "")
+        callback_secret = env.get("JOBSTATE_CALLBACK_SECRET", "")
+        if environment == "development":
+            jwt_secret = jwt_secret or dev_secret(Path(data_dir), "jwt_secret")
+            callback_secret = callback_secret or dev_secret(Path(data_dir), "callback_secret")
+        runpod_url = env.get("RUNPOD_ENDPOINT_URL", "")
+        if not runpod_url and env.get("RUNPOD_ENDPOINT"):
+            runpod_url = RUNPOD_API_BASE + env["RUNPOD_ENDPOINT"]
+        origins = tuple(
+            o.strip().rstrip("/") for o in env.get("GATEWAY_ALLOWED_ORIGINS", "").split(",")
+        )
+        return cls(
+            jwt_secret=jwt_secret,
+            callback_secret=callback_secret,
+            host=host,
+            port=port,
+            jobstate_target=jobstate_target or env.get("JOBSTATE_TARGET") or DEFAULT_TARGET,
+            environment=environment,
+            public_url=env.get("GATEWAY_PUBLIC_URL", "").rstrip("/"),
+            allowed_origins=tuple(o for o in origins if o),
+            output_prefix=env.get("R2_OUTPUT_PREFIX") or "exports/",
+            runpod_endpoint_url=runpod_url.rstrip("/"),
+            runpod_api_key=env.get("RUNPOD_API_KEY", ""),
+            r2_endpoint_url=env.get("R2_ENDPOINT_URL", ""),
+            r2_access_key_id=env.get("R2_ACCESS_KEY_ID", ""),
+            r2_secret_access_key=env.get("R2_SECRET_ACCESS_KEY", ""),
+            r2_bucket=env.get("R2_BUCKET") or DEFAULT_BUCKET,
+            api_token=env.get("JOBSTATE_API_TOKEN", ""),
+            rpc_timeout=_seconds(env, "GATEWAY_RPC_TIMEOUT", 5.0),
+            runpod_timeout=_seconds(env, "RUNPOD_TIMEOUT", 10.0),
+            ws_heartbeat=_seconds(env, "GATEWAY_WS_HEARTBEAT", 30.0),
+            sim_step_seconds=_seconds(env, "SIMWORKER_STEP_SECONDS", 0.3),
+        )

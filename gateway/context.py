@@ -1,0 +1,43 @@
+"""What every handler needs, gathered in one object stored on the aiohttp application."""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from gateway.auth import CallbackAuth, UserAuth
+    from gateway.client import JobStateClient
+    from gateway.config import GatewayConfig
+    from gateway.metrics import Metrics
+    from gateway.storage import Storage
+    from gateway.watch import WatchHub
+    from gateway.worker import Worker
+
+
+@dataclass(eq=False)
+class Services:
+    config: GatewayConfig
+    metrics: Metrics
+    client: JobStateClient
+    users: UserAuth
+    callbacks: CallbackAuth
+    hub: WatchHub
+    storage: Storage
+    worker: Worker
+    public_url: str = ""
+    origins: frozenset[str] = frozenset()
+    sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+
+    def callback_url(self, job_id: str) -> str:
+        return f"{self.public_url}/api/jobs/{job_id}/do?token={self.callbacks.token(job_id)}"
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]

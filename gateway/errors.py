@@ -1,0 +1,33 @@
+"""Errors the gateway raises on purpose; each knows its HTTP status and is answered as JSON."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of the gateway's own errors: `str(error)` is the `{"error": ...}` text."""
+
+    status = 500
+
+
+class BadRequest(GatewayError):
+    status = 400
+
+
+class NotFound(GatewayError):
+    status = 404
+
+
+class Conflict(GatewayError):
+    status = 409
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+
+
+class BadGateway(GatewayError):
+    status = 502
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503

@@ -1,0 +1,163 @@
+"""The user's REST routes: start an export, read, list and cancel jobs, download outputs.
+
+Every route needs `Authorization: Bearer <jwt>` (401). Someone else's job is answered exactly
+like a job that does not exist (404). gRPC failures are translated by the app's middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from gateway.context import Services, services
+from gateway.errors import BadGateway, BadRequest, NotFound
+from gateway.translate import STATUS_NAMES, STATUS_VALUES, job_json, loads
+from gateway.worker import WorkerError
+from jobstate.domain import JOB_ID_RE, MAX_IDEMPOTENCY_KEY
+from jobstate.v1 import jobstate_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 100
+PRESIGN_SCAN_PAGES = 20
+# NOTE: serialises submissions of one job within this process, so two concurrent starts with
+# the same Idempotency-Key make one GPU run. Gateways behind one URL can still race (rare:
+# same user, same key, same instant); the service's idempotency makes them share the job.
+_submit_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+async def owned_job(svc: Services, job_id: str, user_id: str) -> pb.Job:
+    """The job if it exists and belongs to `user_id`; NotFound otherwise (alike)."""
+    if not JOB_ID_RE.fullmatch(job_id):
+        raise NotFound("job not found")
+    try:
+        job = await svc.client.get_job(job_id)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+            raise NotFound("job not found") from None
+        raise
+    if job.user_id != user_id:
+        raise NotFound("job not found")
+    return job
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    body = await request.read()  # client_max_size answers 413 beyond the limit
+    try:
+        data = loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("body must be valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    return data
+
+
+async def start_export(request: web.Request) -> web.Response:
+    svc = services(request)
+    user_id = svc.users.user_of(request)
+    params = await read_json_object(request)
+    key = request.headers.get("Idempotency-Key", "")
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters")
+    job = await svc.client.create_job(user_id, "overlay", params, key)
+    lock = _submit_locks.setdefault(job.job_id, asyncio.Lock())
+    contended = lock.locked()
+    async with lock:
+        if contended or job.version > 1 or job.status != pb.JOB_STATUS_PENDING:
+            job = await svc.client.get_job(job.job_id)
+        if job.status == pb.JOB_STATUS_PENDING and not job.external_id:
+            job = await _submit(svc, job, params)
+    return web.json_response({"job_id": job.job_id, "status": STATUS_NAMES[job.status]})
+
+
+async def _submit(svc: Services, job: pb.Job, params: dict[str, Any]) -> pb.Job:
+    try:
+        external_id = await svc.worker.submit(job.job_id, svc.callback_url(job.job_id), params)
+    except WorkerError as exc:
+        log.warning("submission of %s failed: %s", job.job_id, exc)
+        try:
+            await svc.client.fail_job(job.job_id, f"submission to the GPU worker failed: {exc}")
+        except grpc.aio.AioRpcError as rpc_exc:
+            log.error("could not mark %s as failed: %s", job.job_id, rpc_exc.code().name)
+        raise BadGateway(f"the GPU worker could not take the job: {exc}") from None
+    try:
+        return await svc.client.mark_submitted(job.job_id, external_id)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+            raise
+        # A fast worker finished (or the job was cancelled) before we recorded the submission.
+        return await svc.client.get_job(job.job_id)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    svc = services(request)
+    user_id = svc.users.user_of(request)
+    job = await owned_job(svc, request.match_info["job_id"], user_id)
+    return web.json_response(job_json(job))
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    svc = services(request)
+    user_id = svc.users.user_of(request)
+    raw_size = request.query.get("page_size", "20")
+    if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
+        raise BadRequest(f"page_size must be an integer between 1 and {MAX_PAGE_SIZE}")
+    statuses = []
+    for name in filter(None, request.query.get("status", "").split(",")):
+        if name not in STATUS_VALUES:
+            raise BadRequest(f"status must be one of {', '.join(STATUS_VALUES)}")
+        statuses.append(STATUS_VALUES[name])
+    page = await svc.client.list_jobs(
+        user_id, int(raw_size), request.query.get("page_token", ""), statuses
+    )
+    return web.json_response(
+        {"jobs": [job_json(job) for job in page.jobs], "next_page_token": page.next_page_token}
+    )
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    svc = services(request)
+    user_id = svc.users.user_of(request)
+    job = await owned_job(svc, request.match_info["job_id"], user_id)
+    job = await svc.client.cancel_job(job.job_id, "cancelled by the user")
+    if job.external_id:
+        try:
+            await svc.worker.cancel(job.external_id)
+        except WorkerError as exc:  # the job is cancelled here either way; its callbacks get 409
+            log.warning("cancelling %s at the worker failed: %s", job.job_id, exc)
+    return web.json_response(job_json(job))
+
+
+async def presigned_url(request: web.Request) -> web.Response:
+    svc = services(request)
+    user_id = svc.users.user_of(request)
+    key = request.query.get("key", "")
+    if not key:
+        raise BadRequest("key is required")
+    # NOTE: the contract's output_url carries only the key, so the caller's complete jobs are
+    # scanned for it (newest first, bounded). A ListJobs filter on output_key would make this
+    # one call.
+    token = ""
+    for _ in range(PRESIGN_SCAN_PAGES):
+        page = await svc.client.list_jobs(user_id, 500, token, [pb.JOB_STATUS_COMPLETE])
+        if any(job.output_key == key for job in page.jobs):
+            url = svc.storage.presign(key)
+            return web.json_response({"url": url, "expires_in": svc.storage.expires_in})
+        token = page.next_page_token
+        if not token:
+            break
+    raise NotFound("no complete job of yours has that output")
+
+
+async def dev_token(request: web.Request) -> web.Response:
+    """Development only: mint a user token (the route does not exist in production)."""
+    svc = services(request)
+    user_id = request.query.get("user_id", "")
+    if not user_id or len(user_id) > 256:
+        raise BadRequest("user_id is required (at most 256 characters)")
+    return web.json_response({"user_id": user_id, "token": svc.users.mint(user_id)})

@@ -1,0 +1,53 @@
+"""Prometheus metrics of one gateway, in a registry of its own (several gateways per test)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    """The gateway's instruments; `render()` is the `/metrics` body."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.sockets_open = Gauge(
+            "gateway_websockets_open", "WebSockets currently open", registry=self.registry
+        )
+        self.watch_streams = Gauge(
+            "gateway_watch_streams_open",
+            "Shared WatchJob streams currently open (one per watched job)",
+            registry=self.registry,
+        )
+        self.messages_sent = Counter(
+            "gateway_ws_messages_sent", "WebSocket messages sent", registry=self.registry
+        )
+        self.messages_dropped = Counter(
+            "gateway_ws_messages_dropped",
+            "Intermediate progress messages dropped for sockets too slow to read",
+            registry=self.registry,
+        )
+        self.callbacks = Counter(
+            "gateway_callbacks",
+            "Worker callbacks by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.grpc_latency = Histogram(
+            "gateway_grpc_call_seconds",
+            "Latency of unary gRPC calls to jobstate",
+            ["method", "code"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.runpod_requests = Counter(
+            "gateway_runpod_requests",
+            "Requests to RunPod by operation and outcome",
+            ["operation", "outcome"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,67 @@
+"""Running the gateway: bind, learn the port, serve, shut down gracefully.
+
+`Gateway(config)` is used by `gateway.main`, `jobstate dev` and the tests alike:
+`await gateway.start()` binds (port 0 picks a free one; `gateway.port`/`gateway.url` tell which),
+`await gateway.stop()` stops accepting, closes sockets with 1001 and releases everything.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from gateway.app import build_app, make_services
+from gateway.config import GatewayConfig
+from gateway.context import Services
+
+log = logging.getLogger(__name__)
+
+
+class RedactedAccessLogger(AbstractAccessLogger):
+    """The access log without query strings: `?token=` must never reach a log."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %.1fms',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+        )
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.services: Services | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        assert self.services is not None, "start() first"
+        return self.services.public_url
+
+    async def start(self) -> None:
+        self.services = make_services(self.config)
+        app = build_app(self.services)
+        self._runner = web.AppRunner(
+            app, access_log_class=RedactedAccessLogger, handle_signals=False, shutdown_timeout=5
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        server = site._server  # NOTE: aiohttp exposes the bound port only via the server
+        sockets = getattr(server, "sockets", None) or ()
+        self.port = sockets[0].getsockname()[1] if sockets else self.config.port
+        self.services.public_url = self.config.resolved_public_url(self.port)
+        self.services.origins = self.config.resolved_origins(self.services.public_url)
+        log.info("gateway listening on %s:%d", self.config.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()

@@ -1,0 +1,279 @@
+"""One shared WatchJob stream per watched job per gateway process, fanned out to sockets.
+
+`WatchHub.join(job_id, watcher, after)` attaches a socket's `Watcher`; the first watcher of a
+job opens the job's stream (from `after`, or 0 for a snapshot), the last one to `leave` closes
+it, and the hub ends empty. Each event is serialised to JSON once for every watcher (`Event`
+caches both renderings). Every watcher sees strictly increasing versions: it drops anything
+at or below the last version it sent.
+
+A watcher that joins a running stream gets a `status` message built from the latest event
+(no `after`), the buffered recent events newer than `after`, or — when `after` is older than
+the buffer — a private catch-up WatchJob from `after` that runs until it reaches the shared
+stream's position, while live events are held for it; the catch-up stream then ends.
+
+If the service goes away (kill -9, restart) the stream is re-opened with `after_version` set
+to the last version seen, with jittered back-off capped at 2 s; sockets stay open and miss
+nothing. The stream ending after the terminal event closes each watcher with 1000 once its
+terminal message is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+
+import grpc
+
+from gateway.client import JobStateClient
+from gateway.metrics import Metrics
+from gateway.outbox import Outbox
+from gateway.translate import TERMINAL, dumps, event_message, status_message
+from jobstate.v1 import jobstate_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+RECENT_EVENTS = 256
+MAX_BACKOFF = 2.0
+_RETRY = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.ABORTED,
+    }
+)
+CLOSE_NOT_FOUND = 4404
+CLOSE_TRY_AGAIN = 1013
+CLOSE_INTERNAL = 1011
+
+
+class Event:
+    """One WatchJob event, serialised lazily and at most once per rendering."""
+
+    __slots__ = ("_event_json", "_status_json", "job", "type", "version")
+
+    def __init__(self, response: pb.WatchJobResponse) -> None:
+        self.type = response.type
+        self.job = response.job
+        self.version: int = response.job.version
+        self._event_json: str | None = None
+        self._status_json: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.job.status in TERMINAL
+
+    @property
+    def coalescible(self) -> bool:
+        return self.type == pb.EVENT_TYPE_PROGRESS and not self.terminal
+
+    def event_json(self) -> str:
+        if self._event_json is None:
+            self._event_json = dumps(event_message(self.type, self.job))
+        return self._event_json
+
+    def status_json(self) -> str:
+        if self._status_json is None:
+            self._status_json = dumps(status_message(self.job))
+        return self._status_json
+
+
+class Watcher:
+    """One socket's view of a job: the last version it was sent, and its outbox."""
+
+    __slots__ = ("catch_up", "done", "held", "last_version", "needs_status", "outbox")
+
+    def __init__(self, outbox: Outbox, after: int | None) -> None:
+        self.outbox = outbox
+        self.last_version = after or 0
+        self.needs_status = after is None
+        self.held: list[Event] | None = None  # live events held while catching up
+        self.catch_up: asyncio.Task[None] | None = None
+        self.done = False
+
+    def offer(self, event: Event) -> None:
+        if self.held is not None:
+            self.held.append(event)
+        else:
+            self.send(event)
+
+    def send(self, event: Event, *, as_status: bool = False) -> None:
+        if self.done or event.version <= self.last_version:
+            return
+        status = as_status or self.needs_status
+        payload = event.status_json() if status else event.event_json()
+        self.needs_status = False
+        self.last_version = event.version
+        self.outbox.push(payload, event.coalescible and not status)
+        if event.terminal:
+            self.finish(1000)
+
+    def finish(self, code: int, reason: str = "") -> None:
+        self.done = True
+        self.outbox.close(code, reason)
+
+
+class JobWatch:
+    """The shared stream of one job and the watchers attached to it."""
+
+    def __init__(self, hub: WatchHub, job_id: str, after: int) -> None:
+        self.hub = hub
+        self.job_id = job_id
+        self.watchers: set[Watcher] = set()
+        self.position = after  # the last version the stream delivered (or started after)
+        self.floor = after  # every event newer than this that we saw is in `recent`
+        self.latest: Event | None = None
+        self.recent: deque[Event] = deque()
+        self.ended = False
+        self.task = asyncio.get_running_loop().create_task(self._run(after))
+
+    def attach(self, watcher: Watcher, after: int | None) -> None:
+        self.watchers.add(watcher)
+        if after is None:
+            if self.latest is not None:
+                watcher.send(self.latest, as_status=True)
+            return  # else the stream's first event reaches it as a status message
+        if after >= self.floor:
+            for event in self.recent:
+                watcher.send(event)
+            return
+        watcher.held = []
+        watcher.catch_up = asyncio.get_running_loop().create_task(self._catch_up(watcher, after))
+
+    async def _catch_up(self, watcher: Watcher, after: int) -> None:
+        call = self.hub.client.watch(self.job_id, after)
+        try:
+            async for response in call:
+                watcher.send(Event(response))
+                if watcher.done or watcher.last_version >= self.position:
+                    break
+        except grpc.aio.AioRpcError as exc:
+            log.warning("catch-up watch of %s failed: %s", self.job_id, exc.code().name)
+            watcher.finish(CLOSE_TRY_AGAIN, "jobstate unavailable; reconnect")
+            return
+        finally:
+            call.cancel()
+        held, watcher.held = watcher.held or [], None
+        for event in held:
+            watcher.send(event)
+
+    def _publish(self, event: Event) -> None:
+        self.position = event.version
+        self.latest = event
+        if event.type == pb.EVENT_TYPE_SNAPSHOT:
+            self.recent.clear()
+            self.floor = event.version
+        else:
+            self.recent.append(event)
+            if len(self.recent) > RECENT_EVENTS:
+                self.floor = self.recent.popleft().version
+        for watcher in list(self.watchers):
+            watcher.offer(event)
+
+    async def _run(self, after: int) -> None:
+        self.hub.metrics.watch_streams.inc()
+        try:
+            await self._stream()
+        finally:
+            self.hub.metrics.watch_streams.dec()
+            self.ended = True
+            self.hub._forget(self)
+
+    async def _stream(self) -> None:
+        backoff = 0.1
+        while True:
+            call = self.hub.client.watch(self.job_id, self.position)
+            try:
+                async for response in call:
+                    event = Event(response)
+                    if event.version <= self.position:
+                        continue  # a resume that overlaps what we already have
+                    self._publish(event)
+                    backoff = 0.1
+                    if event.terminal:
+                        return
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code == grpc.StatusCode.NOT_FOUND:
+                    self._close_all(CLOSE_NOT_FOUND, "job not found")
+                    return
+                if code not in _RETRY:
+                    log.error("watch of %s failed: %s %s", self.job_id, code.name, exc.details())
+                    self._close_all(CLOSE_INTERNAL, "watch failed")
+                    return
+                log.info("watch of %s interrupted (%s); resuming", self.job_id, code.name)
+            else:
+                # A clean end without a terminal event: either the service shut down, or the
+                # job had already finished at `after` and there was nothing to send.
+                if await self._finished_quietly():
+                    return
+            finally:
+                call.cancel()
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _finished_quietly(self) -> bool:
+        try:
+            job = await self.hub.client.get_job(self.job_id)
+        except grpc.aio.AioRpcError:
+            return False
+        if job.status not in TERMINAL or job.version > self.position:
+            return False
+        event = Event(pb.WatchJobResponse(type=pb.EVENT_TYPE_SNAPSHOT, job=job))
+        for watcher in list(self.watchers):
+            if watcher.needs_status:
+                watcher.send(event)
+        self._close_all(1000, "")
+        return True
+
+    def _close_all(self, code: int, reason: str) -> None:
+        for watcher in self.watchers:
+            if not watcher.done:
+                watcher.finish(code, reason)
+
+
+class WatchHub:
+    """Every shared job stream of this gateway process."""
+
+    def __init__(self, client: JobStateClient, metrics: Metrics) -> None:
+        self.client = client
+        self.metrics = metrics
+        self._watches: dict[str, JobWatch] = {}
+
+    def __len__(self) -> int:
+        return len(self._watches)
+
+    def join(self, job_id: str, watcher: Watcher, after: int | None) -> None:
+        """Attach `watcher`; its first message is a status (after=None) or the replay."""
+        watch = self._watches.get(job_id)
+        if watch is None or watch.ended:
+            watch = JobWatch(self, job_id, after or 0)
+            self._watches[job_id] = watch
+        watch.attach(watcher, after)
+
+    def leave(self, job_id: str, watcher: Watcher) -> None:
+        """Detach; the last watcher to leave ends the job's stream."""
+        if watcher.catch_up is not None:
+            watcher.catch_up.cancel()
+        watch = self._watches.get(job_id)
+        if watch is None or watcher not in watch.watchers:
+            return
+        watch.watchers.discard(watcher)
+        if not watch.watchers:
+            del self._watches[job_id]
+            watch.task.cancel()
+
+    def _forget(self, watch: JobWatch) -> None:
+        if self._watches.get(watch.job_id) is watch:
+            del self._watches[watch.job_id]
+
+    async def close(self) -> None:
+        watches = list(self._watches.values())
+        self._watches.clear()
+        for watch in watches:
+            watch.task.cancel()
+        await asyncio.gather(*(w.task for w in watches), return_exceptions=True)

@@ -1,0 +1,121 @@
+"""`GET /api/jobs/{id}/ws?token=<jwt>[&after=<version>]`: one browser socket on one job.
+
+Order of checks: a browser Origin outside GATEWAY_ALLOWED_ORIGINS is refused with 403 before
+the upgrade; the token (close 4401) and the job's owner (close 4404, also for someone else's
+job) are checked after it. Then the socket joins the job's shared stream (`watch.WatchHub`).
+From the client only `{"type":"ping"}` means something (answered `{"type":"pong"}`); anything
+else up to 64 KiB a frame is ignored. Sockets are uncompressed on purpose (permessage-deflate
+tripled CPU per push and grew each socket ~14x) and heartbeated so dead peers are noticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from aiohttp import WSMsgType, web
+
+from gateway.auth import Unauthorized
+from gateway.context import Services, services
+from gateway.outbox import Outbox
+from gateway.translate import loads
+from gateway.watch import CLOSE_NOT_FOUND, CLOSE_TRY_AGAIN, Watcher
+from jobstate.domain import JOB_ID_RE
+
+log = logging.getLogger(__name__)
+
+MAX_CLIENT_FRAME = 64 * 1024
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_BAD_REQUEST = 4400
+CLOSE_GOING_AWAY = 1001
+PONG = '{"type":"pong"}'
+
+
+def _parse_after(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 20:
+        raise ValueError(raw)
+    return int(raw)
+
+
+def _is_ping(data: str) -> bool:
+    if len(data) > 256 or "ping" not in data:
+        return False
+    try:
+        message = loads(data)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("type") == "ping"
+
+
+async def job_socket(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in svc.origins:
+        raise web.HTTPForbidden(reason="origin not allowed")
+    ws = web.WebSocketResponse(
+        heartbeat=svc.config.ws_heartbeat,
+        compress=False,
+        max_msg_size=MAX_CLIENT_FRAME,
+        timeout=5.0,
+    )
+    await ws.prepare(request)
+    svc.sockets.add(ws)
+    svc.metrics.sockets_open.inc()
+    try:
+        await _serve(request, ws, svc)
+    finally:
+        svc.sockets.discard(ws)
+        svc.metrics.sockets_open.dec()
+    return ws
+
+
+async def _serve(request: web.Request, ws: web.WebSocketResponse, svc: Services) -> None:
+    try:
+        user_id = svc.users.verify(request.query.get("token", ""))
+    except Unauthorized as exc:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=str(exc).encode())
+        return
+    job_id = request.match_info["job_id"]
+    try:
+        after = _parse_after(request.query.get("after"))
+    except ValueError:
+        await ws.close(code=CLOSE_BAD_REQUEST, message=b"after must be a version number")
+        return
+    if not JOB_ID_RE.fullmatch(job_id):
+        await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
+        return
+    try:
+        job = await svc.client.get_job(job_id)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+            await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
+        else:
+            await ws.close(code=CLOSE_TRY_AGAIN, message=b"jobstate unavailable; reconnect")
+        return
+    if job.user_id != user_id:
+        await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
+        return
+
+    outbox = Outbox(ws, svc.metrics)
+    watcher = Watcher(outbox, after)
+    svc.hub.join(job_id, watcher, after)
+    try:
+        async for message in ws:
+            if message.type is WSMsgType.TEXT and _is_ping(message.data):
+                outbox.push(PONG)
+            # Everything else (other text, binary) is ignored on purpose.
+    finally:
+        svc.hub.leave(job_id, watcher)
+        await outbox.aclose()
+
+
+async def close_all_sockets(svc: Services) -> None:
+    """on_shutdown: every open socket gets 1001 so clients reconnect with `after`."""
+    sockets = list(svc.sockets)
+    await asyncio.gather(
+        *(ws.close(code=CLOSE_GOING_AWAY, message=b"server shutting down") for ws in sockets),
+        return_exceptions=True,
+    )
