@@ -68,9 +68,15 @@ class Subscription:
 
 
 class Hub:
+    """Fan-out by job id. Publishing is idempotent per version: an event at or below the
+    latest version already published for that job is dropped, so events arriving both
+    locally and from another replica (PostgreSQL NOTIFY) reach each watcher once.
+    """
+
     def __init__(self, backlog: int = BACKLOG) -> None:
         self._backlog = backlog
         self._subs: dict[str, set[Subscription]] = {}
+        self._latest: dict[str, int] = {}
         self._closed = False
 
     @asynccontextmanager
@@ -87,13 +93,25 @@ class Hub:
                 subs.discard(sub)
                 if not subs:
                     del self._subs[job_id]
+                    self._latest.pop(job_id, None)
 
     def publish(self, event: JobEvent) -> None:
-        for sub in self._subs.get(event.job_id, ()):
+        subs = self._subs.get(event.job_id)
+        if not subs or event.version <= self._latest.get(event.job_id, 0):
+            return
+        self._latest[event.job_id] = event.version
+        for sub in subs:
             sub.push(event)
 
     def watched(self, job_id: str) -> bool:
         return job_id in self._subs
+
+    def latest(self, job_id: str) -> int:
+        return self._latest.get(job_id, 0)
+
+    def watched_jobs(self) -> dict[str, int]:
+        """Every watched job with the latest version published for it (0: none yet)."""
+        return {job_id: self._latest.get(job_id, 0) for job_id in self._subs}
 
     def close(self) -> None:
         """Shutting down: end every subscription (streams then finish cleanly)."""

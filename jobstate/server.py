@@ -22,6 +22,7 @@ from jobstate.auth import TokenAuthInterceptor
 from jobstate.config import ConfigError, ServiceConfig
 from jobstate.errors import Unavailable
 from jobstate.hub import Hub
+from jobstate.relay import EventRelay, asyncpg_dsn
 from jobstate.service import JobService, utcnow
 from jobstate.servicer import JobStateServicer
 from jobstate.store import Store
@@ -105,6 +106,9 @@ async def start_server(config: ServiceConfig) -> RunningServer:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     running = RunningServer(config, server, port, store, hub, service, servicer, health_servicer)
     running.tasks.append(asyncio.create_task(_retention_loop(store, config), name="retention"))
+    if store.db.dialect == "postgresql":
+        relay = EventRelay(asyncpg_dsn(config.database_url), store, hub)
+        running.tasks.append(asyncio.create_task(relay.run(), name="event-relay"))
     return running
 
 

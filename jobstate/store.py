@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from jobstate.database import Database, lock_schema, open_database
@@ -104,6 +104,10 @@ _UPDATE_JOB = (
 )
 
 
+NOTIFY_CHANNEL = "jobstate_events"
+_NOTIFY = text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS p")
+
+
 def _insert_if_absent(dialect: str) -> Any:
     module = postgresql if dialect == "postgresql" else sqlite
     return module.insert(jobs).on_conflict_do_nothing(index_elements=[jobs.c.job_id])
@@ -127,6 +131,11 @@ def _write_batch(conn: Connection, writes: Sequence[_Write]) -> list[bool]:
             events.append(_event_values(write.event))
     if events:
         conn.execute(insert(job_events), events)
+        if conn.dialect.name == "postgresql":
+            # Delivered at commit. Ids and versions only: payloads are capped at 8,000 bytes,
+            # and listeners read the events themselves.
+            payloads = [f"{event['job_id']}:{event['version']}" for event in events]
+            conn.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "payloads": payloads})
     return accepted
 
 

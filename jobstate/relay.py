@@ -1,0 +1,99 @@
+"""Carries events committed by other replicas into this process's hub (PostgreSQL only).
+
+Every commit NOTIFYs `job_id:version` on one channel. This relay LISTENs on a dedicated
+asyncpg connection (outside the pool), and for jobs watched here reads the new events from
+the events table and publishes them; the hub drops versions it already has. After a
+(re)connect, notifications sent meanwhile are lost, so it catches up every watched job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from jobstate.errors import Unavailable
+from jobstate.hub import Hub
+from jobstate.store import NOTIFY_CHANNEL, Store
+
+log = logging.getLogger(__name__)
+_HEALTH_CHECK_INTERVAL = 5.0
+_MAX_BACKOFF = 2.0
+_RETRY_DELAY = 0.5
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql").render_as_string(False)
+
+
+class EventRelay:
+    def __init__(self, dsn: str, store: Store, hub: Hub) -> None:
+        self._dsn = dsn
+        self._store = store
+        self._hub = hub
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        """Listen and relay until cancelled; reconnects with back-off."""
+        fetcher = asyncio.create_task(self._fetch_loop(), name="relay-fetch")
+        try:
+            backoff = 0.1
+            while True:
+                try:
+                    await self._listen_once()
+                    backoff = 0.1
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                    log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+                self.connected.clear()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+        finally:
+            fetcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetcher
+
+    async def _listen_once(self) -> None:
+        conn = await asyncpg.connect(self._dsn, timeout=5)
+        try:
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            self.connected.set()
+            self._mark(self._hub.watched_jobs())  # catch up on what a reconnect missed
+            while not conn.is_closed():
+                await asyncio.sleep(_HEALTH_CHECK_INTERVAL)
+                await conn.execute("SELECT 1", timeout=5)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=2)
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        job_id, _, version = payload.rpartition(":")
+        if self._hub.watched(job_id) and int(version) > self._hub.latest(job_id):
+            self._mark([job_id])
+
+    def _mark(self, job_ids: Iterable[str]) -> None:
+        self._dirty.update(job_ids)
+        if self._dirty:
+            self._wake.set()
+
+    async def _fetch_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, set()
+            for job_id in dirty:
+                if not self._hub.watched(job_id):
+                    continue
+                try:
+                    _, events = await self._store.get_with_events(job_id, self._hub.latest(job_id))
+                except Unavailable:
+                    self._mark([job_id])
+                    await asyncio.sleep(_RETRY_DELAY)  # the store is down: retry, not spin
+                    continue
+                for event in events:
+                    self._hub.publish(event)
