@@ -113,22 +113,42 @@ def _insert_if_absent(dialect: str) -> Any:
     return module.insert(jobs).on_conflict_do_nothing(index_elements=[jobs.c.job_id])
 
 
+def _update_params(write: _Write) -> dict[str, Any]:
+    params = _mutable_values(write.event.job)
+    params.update(w_job_id=write.event.job_id, w_expected=write.expected_version)
+    return params
+
+
+def _apply_one(conn: Connection, write: _Write) -> bool:
+    if write.expected_version is None:
+        create = _insert_if_absent(conn.dialect.name)
+        return conn.execute(create, _job_values(write.event.job)).rowcount == 1
+    return conn.execute(_UPDATE_JOB, _update_params(write)).rowcount == 1
+
+
+def _apply_all(conn: Connection, writes: Sequence[_Write]) -> list[bool] | None:
+    """Every update in one executemany: all won their version check, or None (undone)."""
+    if any(write.expected_version is None for write in writes):
+        return None
+    savepoint = conn.begin_nested()
+    if conn.execute(_UPDATE_JOB, [_update_params(w) for w in writes]).rowcount == len(writes):
+        savepoint.commit()
+        return [True] * len(writes)
+    savepoint.rollback()
+    return None
+
+
 def _write_batch(conn: Connection, writes: Sequence[_Write]) -> list[bool]:
     """One transaction for many changes; per change: did its version check hold?"""
-    create = _insert_if_absent(conn.dialect.name)
-    accepted: list[bool] = []
-    events: list[dict[str, Any]] = []
-    for write in writes:
-        job = write.event.job
-        if write.expected_version is None:
-            ok = conn.execute(create, _job_values(job)).rowcount == 1
-        else:
-            params = _mutable_values(job)
-            params.update(w_job_id=job.job_id, w_expected=write.expected_version)
-            ok = conn.execute(_UPDATE_JOB, params).rowcount == 1
-        accepted.append(ok)
-        if ok:
-            events.append(_event_values(write.event))
+    # NOTE: on SQLite a statement costs Python work while holding the GIL, so a batch of
+    # updates goes as one executemany; only when some check failed (another process wrote
+    # the same file) is it redone row by row to learn which.
+    accepted = None
+    if len(writes) > 1 and conn.dialect.name == "sqlite":
+        accepted = _apply_all(conn, writes)
+    if accepted is None:
+        accepted = [_apply_one(conn, write) for write in writes]
+    events = [_event_values(w.event) for w, ok in zip(writes, accepted, strict=True) if ok]
     if events:
         conn.execute(insert(job_events), events)
         if conn.dialect.name == "postgresql":
