@@ -1,0 +1,152 @@
+"""`POST /api/jobs/{id}/do`: bodies in both formats, repeats, bad input that changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+from gwstack import Stack
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"{not json", 400),
+        (b'{"status":"progress","progress":NaN}', 400),
+        (b'{"status":"progress","progress":Infinity}', 400),
+        (b'{"status":"progress","progress":1e999}', 400),
+        ({"status": "progress", "progress": -1}, 400),
+        ({"status": "progress", "progress": 101}, 400),
+        ({"status": "progress", "progress": "50"}, 400),
+        ({"status": "progress", "progress": True}, 400),
+        ({"status": "progress"}, 400),
+        ({"status": "progress", "progress": 5, "message": 7}, 400),
+        ({"status": "bogus"}, 400),
+        ({"status": "RUNNING"}, 400),
+        ({"progress": 5}, 400),
+        ({"status": "complete", "output_key": "elsewhere/x.mp4"}, 400),
+        ({"status": "complete"}, 400),
+        ({"status": "COMPLETED", "output": {"output_key": "../etc/passwd"}}, 400),
+        ({"status": "IN_PROGRESS"}, 400),
+        ([1, 2], 400),
+        (b'"progress"', 400),
+        (b"\xff\xfe", 400),
+        (b"{" + b'"pad":"' + b"x" * (2 * 1024 * 1024) + b'"}', 413),
+    ],
+)
+async def test_bad_bodies_change_nothing(stack: Stack, body: object, status: int) -> None:
+    job_id = await stack.start_job()
+    before = await stack.get(f"/api/jobs/{job_id}")
+    got, answer = await stack.callback(job_id, body)
+    assert got == status
+    assert isinstance(answer["error"], str) and answer["error"]
+    assert await stack.get(f"/api/jobs/{job_id}") == before
+
+
+@pytest.mark.parametrize("token", ["", "0" * 64, "not-hex"])
+async def test_bad_token_is_401_and_changes_nothing(stack: Stack, token: str) -> None:
+    job_id = await stack.start_job()
+    before = await stack.get(f"/api/jobs/{job_id}")
+    got, answer = await stack.callback(job_id, {"status": "progress", "progress": 50}, token)
+    assert (got, answer) == (401, {"error": "missing or invalid callback token"})
+    other = await stack.start_job()
+    got, _ = await stack.callback(
+        job_id, {"status": "progress", "progress": 50}, stack.callback_token(other)
+    )
+    assert got == 401
+    assert await stack.get(f"/api/jobs/{job_id}") == before
+
+
+async def test_unknown_job_with_valid_token_is_404(stack: Stack) -> None:
+    got, answer = await stack.callback("no-such-job", {"status": "progress", "progress": 1})
+    assert (got, answer) == (404, {"error": "job not found"})
+
+
+async def test_seed_format_repeats_and_409_after_finish(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    log = []
+    for body in (
+        {"status": "progress", "progress": 40, "message": "a"},
+        {"status": "progress", "progress": 40, "message": "a"},  # repeat: no new version
+        {"status": "progress", "progress": 10},  # lower: accepted and ignored
+        {"status": "complete", "output_key": "exports/j.mp4"},
+        {"status": "complete", "output_key": "exports/j.mp4"},  # repeat
+        {"status": "COMPLETED", "id": "rp-1", "output": {"output_key": "exports/j.mp4"}},
+        {"status": "COMPLETED", "id": "rp-1", "output": {}},  # webhook without output: repeat
+        {"status": "progress", "progress": 90},  # lower than 100: accepted and ignored
+        {"status": "error", "error": "late"},
+        {"status": "complete", "output_key": "exports/other.mp4"},
+        {"status": "CANCELLED", "id": "rp-1"},
+    ):
+        got, answer = await stack.callback(job_id, body)
+        log.append((got, answer.get("status"), answer.get("version")))
+    assert log == [
+        (200, "processing", 3),
+        (200, "processing", 3),
+        (200, "processing", 3),
+        (200, "complete", 4),
+        (200, "complete", 4),
+        (200, "complete", 4),
+        (200, "complete", 4),
+        (200, "complete", 4),
+        (409, None, None),
+        (409, None, None),
+        (409, None, None),
+    ]
+    _, job = await stack.get(f"/api/jobs/{job_id}")
+    assert (job["status"], job["version"], job["progress"]) == ("complete", 4, 100.0)
+
+
+@pytest.mark.parametrize(
+    ("bodies", "final"),
+    [
+        (
+            [
+                {"status": "error", "error": "ffmpeg exited 1"},
+                {"status": "FAILED", "id": "x", "error": "ffmpeg exited 1"},
+            ],
+            ("error", "ffmpeg exited 1"),
+        ),
+        ([{"status": "FAILED", "id": "x"}], ("error", "the RunPod job failed")),
+        (
+            [{"status": "TIMED_OUT", "id": "x"}, {"status": "TIMED_OUT", "id": "x"}],
+            ("error", "the RunPod job timed out"),
+        ),
+        (
+            [{"status": "CANCELLED", "id": "x"}, {"status": "CANCELLED", "id": "x"}],
+            ("cancelled", "cancelled on RunPod"),
+        ),
+        (
+            [{"status": "COMPLETED", "id": "x", "output": {"output_key": "exports/k"}}],
+            ("complete", ""),
+        ),
+    ],
+)
+async def test_runpod_webhook_formats(stack: Stack, bodies: list, final: tuple) -> None:
+    job_id = await stack.start_job()
+    for body in bodies:
+        got, _ = await stack.callback(job_id, body)
+        assert got == 200
+    _, job = await stack.get(f"/api/jobs/{job_id}")
+    assert (job["status"], job["error"]) == final
+    assert job["version"] == 3  # created, submitted, finished: repeats made no version
+
+
+async def test_in_progress_webhook_only_touches_status(stack: Stack) -> None:
+    stack.runpod.run_status = 200
+    job_id = await stack.start_job()
+    submission = await stack.runpod.next_submission()
+    got, answer = await stack.callback(job_id, {"status": "IN_PROGRESS", "id": submission["id"]})
+    assert (got, answer["status"], answer["version"]) == (200, "processing", 2)
+    got, answer = await stack.callback(job_id, {"status": "IN_QUEUE", "id": submission["id"]})
+    assert (got, answer["version"]) == (200, 2)
+
+
+async def test_callback_metrics_count_outcomes(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    await stack.callback(job_id, {"status": "progress", "progress": 5})
+    await stack.callback(job_id, {"status": "progress", "progress": 500})
+    await stack.callback(job_id, {"status": "progress", "progress": 5}, "bad")
+    async with stack.http.get(f"{stack.url}/metrics") as response:
+        text = await response.text()
+    assert 'gateway_callbacks_total{outcome="ok"} 1.0' in text
+    assert 'gateway_callbacks_total{outcome="invalid"} 1.0' in text
+    assert 'gateway_callbacks_total{outcome="unauthorized"} 1.0' in text
