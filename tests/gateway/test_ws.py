@@ -1,0 +1,196 @@
+"""Every WebSocket rule: close codes, origin, ping/pong, replay, sharing, ordering, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from gwstack import Stack, eventually
+
+
+async def progress(stack: Stack, job_id: str, *values: float) -> None:
+    for value in values:
+        status, _ = await stack.callback(job_id, {"status": "progress", "progress": value})
+        assert status == 200
+
+
+def versions(messages: list[dict]) -> list[int]:
+    return [m["version"] for m in messages]
+
+
+async def test_bad_token_closes_4401_after_the_upgrade(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    url = f"{stack.url}/api/jobs/{job_id}/ws"
+    for params in ({}, {"token": "garbage"}, {"token": stack.auth("u1")["Authorization"]}):
+        ws = await stack.http.ws_connect(url, params=params)
+        assert (await ws.receive()).type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 4401
+
+
+async def test_unknown_or_foreign_job_closes_4404(stack: Stack) -> None:
+    job_id = await stack.start_job("owner")
+    for job, user in ((job_id, "intruder"), ("no-such-job", "owner"), ("bad!id", "owner")):
+        ws = await stack.socket(job, user)
+        assert await ws.close_code() == 4404
+        assert ws.queue.empty()
+
+
+async def test_origin_outside_the_allowed_list_is_refused_before_the_upgrade(make_stack) -> None:
+    stack = await make_stack(allowed_origins=("https://app.example",))
+    job_id = await stack.start_job()
+    url = f"{stack.url}/api/jobs/{job_id}/ws"
+    params = {"token": stack.token("u1")}
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await stack.http.ws_connect(url, params=params, headers={"Origin": "https://evil.example"})
+    assert refused.value.status == 403
+    ws = await stack.http.ws_connect(url, params=params, headers={"Origin": "https://app.example"})
+    assert (await ws.receive_json())["type"] == "status"
+    await ws.close()
+
+
+async def test_default_origin_is_the_public_url(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    url = f"{stack.url}/api/jobs/{job_id}/ws"
+    params = {"token": stack.token("u1")}
+    ws = await stack.http.ws_connect(url, params=params, headers={"Origin": stack.url})
+    assert (await ws.receive_json())["type"] == "status"
+    await ws.close()
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await stack.http.ws_connect(url, params=params, headers={"Origin": "http://evil:1"})
+
+
+async def test_ping_pong_and_everything_else_is_ignored(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    ws = await stack.socket(job_id)
+    assert (await ws.next())["type"] == "status"
+    await ws.ws.send_str('{"type":"ping"}')
+    assert await ws.next() == {"type": "pong"}
+    for junk in ("hello", "{", '{"type":"subscribe"}', "[]", "x" * 60_000):
+        await ws.ws.send_str(junk)
+    await ws.ws.send_bytes(b"\x00\x01" * 1000)
+    await ws.ws.send_str('{"type": "ping"}')
+    assert await ws.next() == {"type": "pong"}
+    await progress(stack, job_id, 10)
+    message = await ws.next()
+    assert (message["type"], message["progress"], message["version"]) == ("progress", 10.0, 3)
+    assert not ws.closed.done()
+    await ws.close()
+
+
+async def test_every_event_is_one_message_and_terminal_closes(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    ws = await stack.socket(job_id)
+    first = await ws.next()
+    assert {k: first[k] for k in ("type", "job_id", "status", "progress", "version")} == {
+        "type": "status",
+        "job_id": job_id,
+        "status": "processing",
+        "progress": 0.0,
+        "version": 2,
+    }
+    await progress(stack, job_id, 5, 5, 7)  # the repeat makes no event
+    await stack.callback(job_id, {"status": "error", "error": "ffmpeg exited 1"})
+    got = [(m["type"], m["version"]) for m in await ws.until(5)]
+    assert got == [("progress", 3), ("progress", 4), ("error", 5)]
+    assert await ws.close_code() == 1000
+
+
+async def test_cancelled_message(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    ws = await stack.socket(job_id)
+    await ws.next()
+    await stack.post(f"/api/jobs/{job_id}/cancel")
+    message = await ws.next()
+    assert (message["type"], message["job_id"], message["version"]) == ("cancelled", job_id, 3)
+    assert await ws.close_code() == 1000
+
+
+async def test_finished_job_gives_its_status_then_closes(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    await stack.callback(job_id, {"status": "complete", "output_key": "exports/f.mp4"})
+    ws = await stack.socket(job_id)
+    message = await ws.next()
+    assert (message["type"], message["status"], message["version"]) == ("status", "complete", 3)
+    assert message["output_url"] == "/api/storage/presigned-url?key=exports%2Ff.mp4"
+    assert await ws.close_code() == 1000
+    caught_up = await stack.socket(job_id, after=3)
+    assert await caught_up.close_code() == 1000
+    assert caught_up.queue.empty()
+
+
+async def test_one_shared_stream_per_job_and_the_hub_ends_empty(stack: Stack) -> None:
+    hub = stack.gateway.services.hub
+    a, b = await stack.start_job(), await stack.start_job()
+    sockets = [await stack.socket(a) for _ in range(3)] + [await stack.socket(b)]
+    for ws in sockets:
+        await ws.next()
+    assert len(hub) == 2
+    assert stack.gateway.services.metrics.watch_streams._value.get() == 2
+    await progress(stack, a, 50)
+    for ws in sockets[:3]:
+        assert (await ws.next())["version"] == 3
+    for ws in sockets:
+        await ws.close()
+
+    async def empty() -> bool:
+        return len(hub) == 0 and stack.gateway.services.metrics.watch_streams._value.get() == 0
+
+    await eventually(empty)
+
+
+async def test_replay_after_version_from_buffer_and_from_history(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    live = await stack.socket(job_id)
+    assert (await live.next())["version"] == 2
+    await progress(stack, job_id, 10, 20, 30)  # versions 3, 4, 5
+    assert versions(await live.until(5)) == [3, 4, 5]
+
+    from_buffer = await stack.socket(job_id, after=3)  # the shared stream holds 3..5
+    from_history = await stack.socket(job_id, after=1)  # older than the stream: catch-up
+    assert versions(await from_buffer.until(5)) == [4, 5]
+    replay = await from_history.until(5)
+    assert versions(replay) == [2, 3, 4, 5]
+    assert [m["type"] for m in replay] == ["status", "progress", "progress", "progress"]
+    await progress(stack, job_id, 40)
+    for ws in (live, from_buffer, from_history):
+        assert versions([await ws.next()]) == [6]
+        await ws.nothing_more(0.1)
+
+
+async def test_replay_on_a_fresh_gateway_starts_the_shared_stream_there(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    await progress(stack, job_id, 10, 20)  # versions 3, 4
+    ws = await stack.socket(job_id, after=2)
+    assert versions(await ws.until(4)) == [3, 4]
+    fresh = await stack.socket(job_id)
+    message = await fresh.next()
+    assert (message["type"], message["version"]) == ("status", 4)
+    await stack.callback(job_id, {"status": "complete", "output_key": "exports/r.mp4"})
+    for client in (ws, fresh):
+        assert [(m["type"], m["version"]) for m in await client.until(5)] == [("complete", 5)]
+
+
+async def test_versions_strictly_increase_under_concurrent_callbacks(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    sockets = [await stack.socket(job_id) for _ in range(3)]
+    for ws in sockets:
+        await ws.next()
+    await asyncio.gather(
+        *(stack.callback(job_id, {"status": "progress", "progress": i / 2}) for i in range(1, 61))
+    )
+    final = await stack.version(job_id)
+    for ws in sockets:
+        seen = versions(await ws.until(final))
+        assert seen == list(range(3, final + 1))  # a socket that keeps up sees every version
+
+
+async def test_shutdown_closes_sockets_with_1001(make_stack) -> None:
+    stack = await make_stack()
+    job_id = await stack.start_job()
+    sockets = [await stack.socket(job_id) for _ in range(2)]
+    for ws in sockets:
+        await ws.next()
+    await stack.gateway.stop()
+    for ws in sockets:
+        assert await ws.close_code() == 1001
