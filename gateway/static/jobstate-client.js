@@ -1,0 +1,571 @@
+/*!
+ * jobstate-client.js: a dependency-free browser client for the jobstate gateway.
+ *
+ * Load it as a plain script (it sets `window.JobState`) or require it (CommonJS):
+ *
+ *   <script src="/static/jobstate-client.js"></script>
+ *   const watcher = JobState.watchJob(jobId, {
+ *     token,                                   // a JWT, or a function returning one (or a Promise)
+ *     onStatus(state)   { ... },               // status message or status change
+ *     onProgress(state) { ... },               // progress or worker message changed
+ *     onComplete(state) { ... },               // state.outputUrl: see downloadUrl()
+ *     onError(err)      { ... },               // err.kind: "job" | "unauthorized" | "not_found"
+ *   });
+ *   watcher.close();
+ *
+ * Guarantees: callbacks see versions strictly increasing (replays and duplicates are dropped),
+ * progress never moves backwards, and exactly one of onComplete / onError / onCancelled ends
+ * the watch. Transport: a WebSocket with pings, reconnecting with jittered exponential
+ * back-off and `after=<last version>`; while WebSockets keep failing it polls
+ * `GET /api/jobs/{id}` and keeps trying the socket, switching back when one works.
+ */
+(function (root, factory) {
+  "use strict";
+  var api = factory(root);
+  if (typeof module === "object" && module.exports) {
+    module.exports = api;
+  } else {
+    root.JobState = api;
+  }
+})(typeof self !== "undefined" ? self : this, function (root) {
+  "use strict";
+
+  var VERSION = "1.0.0";
+  var TERMINAL = { complete: true, error: true, cancelled: true };
+
+  var DEFAULTS = {
+    baseUrl: null, // default: the page's origin
+    after: 0, // a version already shown; only newer events are delivered
+    pingInterval: 20000, // ms between pings on an open socket
+    pongTimeout: 10000, // ms to wait for any message after a ping before the socket counts as dead
+    connectTimeout: 10000, // ms for a socket to deliver its first message
+    pollInterval: 2000, // ms between polls while WebSockets do not work
+    fallbackAfter: 2, // consecutive failed socket attempts before polling starts
+    backoffInitial: 500, // ms, first reconnect delay (before jitter)
+    backoffMax: 15000, // ms, largest reconnect delay
+    backoffFactor: 2,
+    jitter: 0.5, // each delay is scaled by a random factor in [1 - jitter, 1]
+  };
+
+  function defaultBaseUrl() {
+    return root && root.location ? root.location.origin : "";
+  }
+
+  function trimSlash(url) {
+    return String(url).replace(/\/+$/, "");
+  }
+
+  function resolveToken(token) {
+    try {
+      return Promise.resolve(typeof token === "function" ? token() : token);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  function makeError(kind, message, extra) {
+    var err = new Error(message);
+    err.kind = kind;
+    if (extra) {
+      for (var k in extra) {
+        if (Object.prototype.hasOwnProperty.call(extra, k)) err[k] = extra[k];
+      }
+    }
+    return err;
+  }
+
+  /** The gateway path that answers `{"url", "expires_in"}` for a complete job's output. */
+  function presignedPath(outputKey) {
+    return "/api/storage/presigned-url?key=" + encodeURIComponent(outputKey);
+  }
+
+  /**
+   * Watch one job. Returns a handle: `close()`, and read-only `state`, `lastVersion`, `mode`.
+   *
+   * Callbacks (all optional) receive a fresh copy of the job's state:
+   * `{jobId, status, progress, message, version, outputUrl, error}`.
+   * - onStatus(state): on every status message and whenever the status changes.
+   * - onProgress(state): whenever progress or the worker's message changes.
+   * - onComplete(state), onCancelled(state): the job finished; the watch is over.
+   * - onError(err): the watch is over. err.kind is "job" (the job failed: err.message is the
+   *   job's error, err.state its state), "unauthorized" (4401 / 401) or "not_found"
+   *   (4404 / 404). Network trouble is never reported here: the client keeps retrying.
+   * - onConnection(mode): "connecting" | "websocket" | "polling" | "closed".
+   */
+  function watchJob(jobId, options) {
+    var opts = {};
+    var k;
+    for (k in DEFAULTS) opts[k] = DEFAULTS[k];
+    for (k in options || {}) {
+      if (options[k] !== undefined) opts[k] = options[k];
+    }
+    if (!jobId) throw new TypeError("watchJob: jobId is required");
+    if (opts.token == null) throw new TypeError("watchJob: options.token is required");
+
+    var WS = opts.WebSocket !== undefined ? opts.WebSocket : root.WebSocket;
+    var fetchFn = opts.fetch || (root.fetch ? root.fetch.bind(root) : null);
+    var base = trimSlash(opts.baseUrl || defaultBaseUrl());
+    var jobPath = "/api/jobs/" + encodeURIComponent(jobId);
+
+    var state = {
+      jobId: jobId,
+      status: null,
+      progress: 0,
+      message: "",
+      version: opts.after || 0,
+      outputUrl: null,
+      error: null,
+    };
+    var lastVersion = opts.after || 0;
+    var closed = false; // close() was called or the job finished
+    var mode = null;
+    var ws = null;
+    var attempt = 0; // reconnect attempts since the last socket that delivered a message
+    var failures = 0; // consecutive socket attempts that delivered nothing
+    var polling = false;
+    var pollGeneration = 0;
+    var timers = { reconnect: null, poll: null, ping: null, pong: null, connect: null };
+
+    function clearTimer(name) {
+      if (timers[name] !== null) {
+        clearTimeout(timers[name]);
+        clearInterval(timers[name]);
+        timers[name] = null;
+      }
+    }
+
+    function call(name, arg) {
+      var fn = opts[name];
+      if (typeof fn !== "function") return;
+      try {
+        fn(arg);
+      } catch (e) {
+        // A throwing callback must not break the watch.
+        if (root.console) root.console.error("jobstate: " + name + " callback threw", e);
+      }
+    }
+
+    function setMode(next) {
+      if (mode === next) return;
+      mode = next;
+      call("onConnection", next);
+    }
+
+    function copyState() {
+      return {
+        jobId: state.jobId,
+        status: state.status,
+        progress: state.progress,
+        message: state.message,
+        version: state.version,
+        outputUrl: state.outputUrl,
+        error: state.error,
+      };
+    }
+
+    function shutdown() {
+      closed = true;
+      stopPolling();
+      for (var name in timers) clearTimer(name);
+      if (ws) {
+        var sock = ws;
+        ws = null;
+        detach(sock);
+        try {
+          sock.close(1000, "done");
+        } catch (e) {
+          /* already closing */
+        }
+      }
+      setMode("closed");
+    }
+
+    function fail(kind, message, extra) {
+      if (closed) return;
+      shutdown();
+      call("onError", makeError(kind, message, extra));
+    }
+
+    // Merge one update (a socket message or a polled job) into the state, if it is new.
+    function apply(update, type) {
+      if (closed) return;
+      var version = Number(update.version);
+      if (!isFinite(version) || version <= lastVersion) return; // replay or duplicate
+      lastVersion = version;
+
+      var prevStatus = state.status;
+      var prevProgress = state.progress;
+      var prevMessage = state.message;
+
+      if (typeof update.status === "string" && update.status) state.status = update.status;
+      if (type === "progress" && (state.status === null || state.status === "pending")) {
+        state.status = "processing"; // a worker's first report moves a pending job along
+      }
+      if (type === "complete") state.status = "complete";
+      if (type === "error") state.status = "error";
+      if (type === "cancelled") state.status = "cancelled";
+
+      var progress = Number(update.progress);
+      if (update.progress != null && isFinite(progress) && progress > state.progress) {
+        state.progress = Math.min(progress, 100);
+      }
+      if (state.status === "complete") state.progress = 100;
+      if (typeof update.message === "string") state.message = update.message;
+      if (update.error) state.error = String(update.error);
+      if (update.output_url) state.outputUrl = update.output_url;
+      else if (update.output_key && !state.outputUrl) state.outputUrl = presignedPath(update.output_key);
+      state.version = version;
+
+      var snapshot = copyState();
+      if (type === "status" || state.status !== prevStatus) call("onStatus", snapshot);
+      if (state.progress !== prevProgress || state.message !== prevMessage) {
+        call("onProgress", snapshot);
+      }
+      if (TERMINAL[state.status]) finish(snapshot);
+    }
+
+    function finish(snapshot) {
+      shutdown();
+      if (snapshot.status === "complete") call("onComplete", snapshot);
+      else if (snapshot.status === "cancelled") call("onCancelled", snapshot);
+      else {
+        call(
+          "onError",
+          makeError("job", snapshot.error || "the job failed", { state: snapshot })
+        );
+      }
+    }
+
+    // ---- WebSocket -------------------------------------------------------------------------
+
+    function detach(sock) {
+      sock.onopen = sock.onmessage = sock.onerror = sock.onclose = null;
+    }
+
+    function socketUrl(token) {
+      var url =
+        base.replace(/^http/i, "ws") + jobPath + "/ws?token=" + encodeURIComponent(token);
+      if (lastVersion > 0) url += "&after=" + lastVersion;
+      return url;
+    }
+
+    function connect() {
+      timers.reconnect = null;
+      if (closed) return;
+      if (typeof WS !== "function") {
+        startPolling(); // no WebSocket support at all: poll for good
+        return;
+      }
+      if (!polling) setMode("connecting");
+      resolveToken(opts.token).then(
+        function (token) {
+          if (!closed) open(token);
+        },
+        function (e) {
+          fail("unauthorized", "could not get a token: " + ((e && e.message) || e));
+        }
+      );
+    }
+
+    function open(token) {
+      var sock;
+      try {
+        sock = new WS(socketUrl(token));
+      } catch (e) {
+        disconnected(false);
+        return;
+      }
+      ws = sock;
+      var delivered = false;
+      // A socket counts as working once anything arrives: the status message, or the pong to
+      // the ping sent on open (a resume with `after` may have nothing new to replay).
+      timers.connect = setTimeout(function () {
+        timers.connect = null;
+        if (ws === sock && !delivered) drop(sock, false); // blocked or hanging: give up on it
+      }, opts.connectTimeout);
+
+      sock.onopen = function () {
+        if (ws !== sock) return;
+        try {
+          sock.send('{"type":"ping"}');
+        } catch (e) {
+          /* onclose follows */
+        }
+      };
+
+      sock.onmessage = function (event) {
+        if (ws !== sock) return;
+        if (!delivered) {
+          delivered = true;
+          clearTimer("connect");
+          attempt = 0;
+          failures = 0;
+          stopPolling();
+          setMode("websocket");
+          startPing(sock);
+        }
+        clearTimer("pong"); // any message proves the socket is alive
+        var msg;
+        try {
+          msg = JSON.parse(event.data);
+        } catch (e) {
+          return; // not ours to understand
+        }
+        if (!msg || typeof msg !== "object" || msg.type === "pong") return;
+        if (
+          msg.type === "status" ||
+          msg.type === "progress" ||
+          msg.type === "complete" ||
+          msg.type === "error" ||
+          msg.type === "cancelled"
+        ) {
+          apply(msg, msg.type);
+        }
+      };
+      sock.onclose = function (event) {
+        if (ws !== sock) return;
+        ws = null;
+        detach(sock);
+        if (event.code === 4401) {
+          fail("unauthorized", "the gateway refused the token (close code 4401)", { code: 4401 });
+        } else if (event.code === 4404) {
+          fail("not_found", "no such job, or not yours (close code 4404)", { code: 4404 });
+        } else {
+          disconnected(delivered);
+        }
+      };
+      sock.onerror = function () {
+        /* onclose follows and decides */
+      };
+    }
+
+    // Forget a socket that stopped answering and carry on as if it had closed.
+    function drop(sock, delivered) {
+      ws = null;
+      detach(sock);
+      try {
+        sock.close(4000, "unresponsive");
+      } catch (e) {
+        /* ignore */
+      }
+      disconnected(delivered);
+    }
+
+    function startPing(sock) {
+      clearTimer("ping");
+      timers.ping = setInterval(function () {
+        if (ws !== sock || sock.readyState !== 1) return;
+        try {
+          sock.send('{"type":"ping"}');
+        } catch (e) {
+          return;
+        }
+        if (timers.pong === null) {
+          timers.pong = setTimeout(function () {
+            timers.pong = null;
+            if (ws === sock) drop(sock, true);
+          }, opts.pongTimeout);
+        }
+      }, opts.pingInterval);
+    }
+
+    function disconnected(hadDelivered) {
+      clearTimer("ping");
+      clearTimer("pong");
+      clearTimer("connect");
+      if (closed) return;
+      if (!hadDelivered) failures += 1;
+      if (failures >= opts.fallbackAfter) startPolling();
+      else if (!polling) setMode("connecting");
+      var delay = Math.min(
+        opts.backoffMax,
+        opts.backoffInitial * Math.pow(opts.backoffFactor, attempt)
+      );
+      attempt += 1;
+      delay *= 1 - opts.jitter * Math.random();
+      clearTimer("reconnect");
+      timers.reconnect = setTimeout(connect, delay);
+    }
+
+    // ---- Polling fallback ------------------------------------------------------------------
+
+    function startPolling() {
+      if (polling || closed) return;
+      polling = true;
+      setMode("polling");
+      var generation = ++pollGeneration;
+      poll(generation);
+    }
+
+    function stopPolling() {
+      polling = false;
+      pollGeneration += 1;
+      clearTimer("poll");
+    }
+
+    function poll(generation) {
+      timers.poll = null;
+      if (!fetchFn) return;
+      resolveToken(opts.token)
+        .then(function (token) {
+          return fetchFn(base + jobPath, {
+            headers: { Authorization: "Bearer " + token, Accept: "application/json" },
+            cache: "no-store",
+          });
+        })
+        .then(function (response) {
+          if (generation !== pollGeneration || closed) return null;
+          if (response.status === 401) {
+            fail("unauthorized", "the gateway refused the token (HTTP 401)", { code: 401 });
+            return null;
+          }
+          if (response.status === 404) {
+            fail("not_found", "no such job, or not yours (HTTP 404)", { code: 404 });
+            return null;
+          }
+          return response.ok ? response.json() : null; // 5xx: try again later
+        })
+        .then(
+          function (job) {
+            if (job && generation === pollGeneration) apply(job, "snapshot");
+          },
+          function () {
+            /* network trouble: try again later */
+          }
+        )
+        .then(function () {
+          if (generation === pollGeneration && polling && !closed) {
+            timers.poll = setTimeout(function () {
+              poll(generation);
+            }, opts.pollInterval);
+          }
+        });
+    }
+
+    connect();
+
+    return {
+      close: function () {
+        if (!closed) shutdown();
+      },
+      get state() {
+        return copyState();
+      },
+      get lastVersion() {
+        return lastVersion;
+      },
+      get mode() {
+        return mode;
+      },
+    };
+  }
+
+  // ---- REST helpers ----------------------------------------------------------------------
+
+  /**
+   * A small client for the gateway's REST routes. `token` is a JWT or a function returning one.
+   * Every method returns a Promise; failures reject with an Error carrying `status` (HTTP) and
+   * the gateway's `{"error"}` text as its message.
+   */
+  function createClient(config) {
+    config = config || {};
+    var base = trimSlash(config.baseUrl || defaultBaseUrl());
+    var fetchFn = config.fetch || (root.fetch ? root.fetch.bind(root) : null);
+
+    function request(method, path, body, extraHeaders) {
+      return resolveToken(config.token).then(function (token) {
+        var headers = { Accept: "application/json" };
+        if (token) headers.Authorization = "Bearer " + token;
+        if (body !== undefined) headers["Content-Type"] = "application/json";
+        for (var h in extraHeaders || {}) headers[h] = extraHeaders[h];
+        return fetchFn(base + path, {
+          method: method,
+          headers: headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          cache: "no-store",
+        }).then(readJson);
+      });
+    }
+
+    return {
+      baseUrl: base,
+      request: request,
+      /** POST /api/export/overlay/start → {job_id, status}. */
+      startExport: function (params, options) {
+        var headers = {};
+        if (options && options.idempotencyKey) headers["Idempotency-Key"] = options.idempotencyKey;
+        return request("POST", "/api/export/overlay/start", params || {}, headers);
+      },
+      /** GET /api/jobs/{id} → the job. */
+      getJob: function (jobId) {
+        return request("GET", "/api/jobs/" + encodeURIComponent(jobId));
+      },
+      /** GET /api/jobs → the caller's jobs, newest first. `query` becomes the query string. */
+      listJobs: function (query) {
+        var qs = [];
+        for (var q in query || {}) {
+          if (query[q] != null) qs.push(encodeURIComponent(q) + "=" + encodeURIComponent(query[q]));
+        }
+        return request("GET", "/api/jobs" + (qs.length ? "?" + qs.join("&") : ""));
+      },
+      /** POST /api/jobs/{id}/cancel. */
+      cancelJob: function (jobId) {
+        return request("POST", "/api/jobs/" + encodeURIComponent(jobId) + "/cancel");
+      },
+      /** {url, expires_in} for an output: pass onComplete's state.outputUrl or an output key. */
+      downloadUrl: function (outputUrlOrKey) {
+        var path = String(outputUrlOrKey);
+        if (path.indexOf("/api/storage/presigned-url") === -1) path = presignedPath(path);
+        else path = path.slice(path.indexOf("/api/storage/presigned-url"));
+        return request("GET", path);
+      },
+      /** watchJob with this client's base URL and token. */
+      watchJob: function (jobId, options) {
+        var merged = { baseUrl: base, token: config.token };
+        for (var o in options || {}) merged[o] = options[o];
+        return watchJob(jobId, merged);
+      },
+    };
+  }
+
+  function readJson(response) {
+    return response.text().then(function (text) {
+      var data = null;
+      try {
+        data = text ? JSON.parse(text) : null;
+      } catch (e) {
+        data = null;
+      }
+      if (!response.ok) {
+        var reason = (data && data.error) || text || response.statusText || "request failed";
+        throw makeError("http", reason + " (HTTP " + response.status + ")", {
+          status: response.status,
+          body: data,
+        });
+      }
+      return data;
+    });
+  }
+
+  /** Development only: GET /api/dev/token?user_id= → the token string. */
+  function devToken(userId, options) {
+    var client = createClient({ baseUrl: options && options.baseUrl, token: null });
+    return client
+      .request("GET", "/api/dev/token?user_id=" + encodeURIComponent(userId))
+      .then(function (data) {
+        if (!data || typeof data.token !== "string") {
+          throw makeError("http", "the gateway answered without a token", { status: 200 });
+        }
+        return data.token;
+      });
+  }
+
+  return {
+    version: VERSION,
+    watchJob: watchJob,
+    createClient: createClient,
+    devToken: devToken,
+    presignedPath: presignedPath,
+    TERMINAL_STATUSES: ["complete", "error", "cancelled"],
+  };
+});
