@@ -1,0 +1,302 @@
+"""The reconciler against a real jobstate server and a fake RunPod, both on loopback.
+
+"Stale" is decided by `stale_after`: 0 makes every unfinished job a candidate, an hour makes
+none; the hard deadline is moved the same way, so nothing here waits for time to pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import pytest
+from support.fakerunpod import FakeRunPod
+
+from gateway.client import JobStateClient
+from gateway.metrics import Metrics
+from gateway.reconcile import NEVER_SUBMITTED, Reconciler
+from gateway.runpod import RunPodClient
+from jobstate.server import RunningServer
+from jobstate.v1 import jobstate_pb2 as pb
+
+from .conftest import API_KEY
+
+HOUR = 3600.0
+
+
+async def submitted(client: JobStateClient, external_id: str, progress: float = 0) -> pb.Job:
+    job = await client.create_job("u1", "overlay", {"fps": 30})
+    job = await client.mark_submitted(job.job_id, external_id)
+    if progress:
+        job = await client.report_progress(job.job_id, progress, "rendering")
+    return job
+
+
+def reconciler(client: JobStateClient, runpod: Any, **kw: Any) -> Reconciler:
+    kw.setdefault("stale_after", 0)
+    kw.setdefault("hard_deadline", HOUR)
+    return Reconciler(client, runpod, **kw)
+
+
+COMPLETED = {"status": "COMPLETED", "output": {"output_key": "exports/u1/a.mp4"}}
+
+# RunPod's answer -> (status of the job afterwards, its error/output_key, summary outcome)
+CASES = [
+    pytest.param(
+        (200, COMPLETED), pb.JOB_STATUS_COMPLETE, "exports/u1/a.mp4", "completed", id="completed"
+    ),
+    pytest.param(
+        (200, {"status": "COMPLETED", "output": {"output_key": "secrets/a.mp4"}}),
+        pb.JOB_STATUS_ERROR,
+        "RunPod reports an output outside 'exports/'; it was not accepted",
+        "failed",
+        id="completed-outside-prefix",
+    ),
+    pytest.param(
+        (200, {"status": "COMPLETED", "output": "done"}),
+        pb.JOB_STATUS_ERROR,
+        "RunPod reports the job completed without an output_key",
+        "failed",
+        id="completed-without-key",
+    ),
+    pytest.param(
+        (200, {"status": "FAILED", "error": "ffmpeg exited 1"}),
+        pb.JOB_STATUS_ERROR,
+        "ffmpeg exited 1",
+        "failed",
+        id="failed",
+    ),
+    pytest.param(
+        (200, {"status": "FAILED"}),
+        pb.JOB_STATUS_ERROR,
+        "the RunPod job failed",
+        "failed",
+        id="failed-without-reason",
+    ),
+    pytest.param(
+        (200, {"status": "TIMED_OUT"}),
+        pb.JOB_STATUS_ERROR,
+        "the RunPod job timed out",
+        "failed",
+        id="timed-out",
+    ),
+    pytest.param(
+        (200, {"status": "CANCELLED"}),
+        pb.JOB_STATUS_CANCELLED,
+        "cancelled on RunPod",
+        "cancelled",
+        id="cancelled",
+    ),
+    pytest.param(
+        (404, {"error": "request does not exist"}),
+        pb.JOB_STATUS_ERROR,
+        "the GPU worker stopped reporting: RunPod no longer knows this job",
+        "failed",
+        id="unknown-to-runpod",
+    ),
+]
+
+
+@pytest.mark.parametrize(("answer", "status", "detail", "outcome"), CASES)
+async def test_applies_what_runpod_knows(
+    client: JobStateClient,
+    fake_runpod: FakeRunPod,
+    runpod: RunPodClient,
+    answer: tuple[int, Any],
+    status: int,
+    detail: str,
+    outcome: str,
+) -> None:
+    job = await submitted(client, "rp-1", progress=40)
+    fake_runpod.jobs["rp-1"] = answer
+
+    summary = await reconciler(client, runpod).run_once()
+
+    after = await client.get_job(job.job_id)
+    assert (after.status, after.output_key or after.error, after.version) == (
+        status,
+        detail,
+        job.version + 1,
+    )
+    assert summary == {"examined": 1, outcome: 1}
+    assert fake_runpod.requests == [("GET", "/status/rp-1", f"Bearer {API_KEY}")]
+
+
+@pytest.mark.parametrize("runpod_status", ["IN_QUEUE", "IN_PROGRESS", "SOMETHING_NEW"])
+async def test_running_jobs_are_left_and_looked_at_again(
+    client: JobStateClient, fake_runpod: FakeRunPod, runpod: RunPodClient, runpod_status: str
+) -> None:
+    job = await submitted(client, "rp-1", progress=10)
+    fake_runpod.jobs["rp-1"] = (200, {"status": runpod_status})
+    rec = reconciler(client, runpod)
+
+    assert await rec.run_once() == {"examined": 1, "left": 1}
+    assert (await client.get_job(job.job_id)).version == job.version
+
+    fake_runpod.jobs["rp-1"] = (200, COMPLETED)
+    assert await rec.run_once() == {"examined": 1, "completed": 1}
+    assert (await client.get_job(job.job_id)).status == pb.JOB_STATUS_COMPLETE
+
+
+async def test_fresh_and_finished_jobs_are_not_touched(
+    client: JobStateClient, fake_runpod: FakeRunPod, runpod: RunPodClient
+) -> None:
+    fresh = await submitted(client, "rp-fresh", progress=5)
+    fake_runpod.jobs["rp-fresh"] = (200, {"status": "FAILED"})
+    assert (
+        await reconciler(client, runpod, stale_after=HOUR, hard_deadline=2 * HOUR).run_once() == {}
+    )
+
+    done = await submitted(client, "rp-done")
+    await client.complete_job(done.job_id, "exports/done.mp4")
+    fake_runpod.jobs["rp-done"] = (200, {"status": "FAILED"})
+    summary = await reconciler(client, runpod).run_once()
+
+    assert summary == {"examined": 1, "failed": 1}  # only the unfinished one
+    assert fake_runpod.requests == [("GET", "/status/rp-fresh", f"Bearer {API_KEY}")]
+    assert (await client.get_job(done.job_id)).status == pb.JOB_STATUS_COMPLETE
+    assert (await client.get_job(fresh.job_id)).status == pb.JOB_STATUS_ERROR
+
+
+async def test_pending_job_never_submitted_fails_without_asking_runpod(
+    client: JobStateClient, fake_runpod: FakeRunPod, runpod: RunPodClient
+) -> None:
+    job = await client.create_job("u1", "overlay", {})
+
+    assert await reconciler(client, runpod).run_once() == {"examined": 1, "failed": 1}
+    after = await client.get_job(job.job_id)
+    assert (after.status, after.error) == (pb.JOB_STATUS_ERROR, NEVER_SUBMITTED)
+    assert fake_runpod.requests == []
+
+
+async def test_past_the_hard_deadline_fails_and_cancels_on_runpod(
+    client: JobStateClient, fake_runpod: FakeRunPod, runpod: RunPodClient
+) -> None:
+    job = await submitted(client, "rp-1", progress=90)
+    fake_runpod.jobs["rp-1"] = (200, {"status": "IN_PROGRESS"})
+
+    summary = await reconciler(client, runpod, stale_after=0, hard_deadline=0.001).run_once()
+
+    after = await client.get_job(job.job_id)
+    assert summary == {"examined": 1, "failed": 1}
+    assert after.status == pb.JOB_STATUS_ERROR
+    assert after.error.startswith("the GPU worker stopped reporting")
+    assert fake_runpod.cancelled == ["rp-1"]
+
+
+async def test_completed_on_runpod_wins_over_the_deadline(
+    client: JobStateClient, fake_runpod: FakeRunPod, runpod: RunPodClient
+) -> None:
+    job = await submitted(client, "rp-1")
+    fake_runpod.jobs["rp-1"] = (200, COMPLETED)
+
+    await reconciler(client, runpod, stale_after=0, hard_deadline=0.001).run_once()
+
+    assert (await client.get_job(job.job_id)).status == pb.JOB_STATUS_COMPLETE
+    assert fake_runpod.cancelled == []
+
+
+@pytest.mark.parametrize(
+    "answer", [(500, "upstream broke"), (401, {"error": "bad key"}), (200, "not json")]
+)
+async def test_runpod_trouble_leaves_the_job(
+    client: JobStateClient, fake_runpod: FakeRunPod, runpod: RunPodClient, answer: Any
+) -> None:
+    job = await submitted(client, "rp-1", progress=20)
+    fake_runpod.jobs["rp-1"] = answer
+
+    assert await reconciler(client, runpod).run_once() == {"examined": 1, "left": 1}
+    assert (await client.get_job(job.job_id)).version == job.version
+
+
+async def test_runpod_unreachable_leaves_the_job(client: JobStateClient) -> None:
+    job = await submitted(client, "rp-1")
+    unreachable = RunPodClient("http://127.0.0.1:9", API_KEY, timeout=2, metrics=Metrics())
+    try:
+        assert await reconciler(client, unreachable).run_once() == {"examined": 1, "left": 1}
+    finally:
+        await unreachable.close()
+    assert (await client.get_job(job.job_id)).version == job.version
+
+
+async def test_without_runpod_only_deadline_and_never_submitted_apply(
+    client: JobStateClient,
+) -> None:
+    pending = await client.create_job("u1", "overlay", {})
+    quiet = await submitted(client, "sim-1", progress=30)
+
+    assert await reconciler(client, None).run_once() == {"examined": 2, "failed": 1, "left": 1}
+    assert (await client.get_job(pending.job_id)).status == pb.JOB_STATUS_ERROR
+    assert (await client.get_job(quiet.job_id)).version == quiet.version
+
+    await reconciler(client, None, hard_deadline=0.001).run_once()
+    assert (await client.get_job(quiet.job_id)).status == pb.JOB_STATUS_ERROR
+
+
+async def test_every_page_is_settled(
+    client: JobStateClient, fake_runpod: FakeRunPod, runpod: RunPodClient
+) -> None:
+    jobs = [await submitted(client, f"rp-{i}") for i in range(7)]
+    for i in range(7):
+        fake_runpod.jobs[f"rp-{i}"] = (200, {"status": "CANCELLED"})
+
+    summary = await reconciler(client, runpod, page_size=3).run_once()
+
+    assert summary == {"examined": 7, "cancelled": 7}
+    statuses = {(await client.get_job(j.job_id)).status for j in jobs}
+    assert statuses == {pb.JOB_STATUS_CANCELLED}
+
+
+async def test_several_reconcilers_at_once_are_harmless(
+    server: RunningServer, client: JobStateClient, fake_runpod: FakeRunPod
+) -> None:
+    jobs = [await submitted(client, f"rp-{i}", progress=10) for i in range(12)]
+    for i in range(12):
+        answer = [COMPLETED, {"status": "FAILED"}, {"status": "CANCELLED"}][i % 3]
+        fake_runpod.jobs[f"rp-{i}"] = (200, answer)
+    clients = [JobStateClient(f"127.0.0.1:{server.port}", metrics=Metrics()) for _ in range(4)]
+    runpods = [RunPodClient(fake_runpod.url, API_KEY, 5, Metrics()) for _ in range(4)]
+    try:
+        summaries = await asyncio.gather(
+            *(reconciler(c, r).run_once() for c, r in zip(clients, runpods, strict=True))
+        )
+    finally:
+        for c, r in zip(clients, runpods, strict=True):
+            await c.close()
+            await r.close()
+
+    assert [s["errors"] for s in summaries] == [0, 0, 0, 0]
+    for job in jobs:
+        after = await client.get_job(job.job_id)
+        assert after.version == job.version + 1  # one terminal event, whoever won
+
+
+async def test_a_worker_that_reports_again_is_not_failed_for_silence(
+    client: JobStateClient, fake_runpod: FakeRunPod, runpod: RunPodClient
+) -> None:
+    """A 404 (or deadline) verdict is re-checked against the job's version before FailJob."""
+    job = await submitted(client, "rp-1", progress=10)
+
+    class ReportsWhileAsked(RunPodClient):
+        async def status(self, external_id: str) -> dict[str, Any]:
+            await client.report_progress(job.job_id, 50, "still here")
+            return await super().status(external_id)  # 404: unknown
+
+    talkative = ReportsWhileAsked(fake_runpod.url, API_KEY, 5, Metrics())
+    try:
+        summary = await reconciler(client, talkative).run_once()
+    finally:
+        await talkative.close()
+    assert summary == {"examined": 1, "raced": 1}
+    assert (await client.get_job(job.job_id)).status == pb.JOB_STATUS_PROCESSING
+
+
+async def test_service_down_is_an_rpc_error_not_a_crash(fake_runpod: FakeRunPod) -> None:
+    client = JobStateClient("127.0.0.1:9", timeout=1, metrics=Metrics())
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await reconciler(client, None).run_once()
+    finally:
+        await client.close()
+    assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
