@@ -1,0 +1,104 @@
+"""TLS on the gRPC port (`--tls-cert/--tls-key`) with a certificate made by the test, and the
+production rule that a non-loopback listen address needs JOBSTATE_API_TOKEN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from support.certs import self_signed
+from support.servers import ServeProcess, run_serve, service, sqlite_url
+
+from jobstate.v1 import jobstate_pb2 as pb
+from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
+
+TOKEN = "tls-test-token"
+AUTH = (("authorization", f"Bearer {TOKEN}"),)
+
+
+async def test_tls_with_token_serves_trusting_clients_only(tmp_path: Path) -> None:
+    pair = self_signed(tmp_path / "tls")
+    other = self_signed(tmp_path / "other", "other")
+    async with service(
+        tmp_path, api_token=TOKEN, tls_cert=str(pair.cert), tls_key=str(pair.key)
+    ) as server:
+        target = f"127.0.0.1:{server.port}"
+        trusted = grpc.ssl_channel_credentials(root_certificates=pair.cert_pem)
+        async with grpc.aio.secure_channel(target, trusted) as channel:
+            stub = pb_grpc.JobStateServiceStub(channel)
+            reply = await stub.CreateJob(
+                pb.CreateJobRequest(user_id="u1"), metadata=AUTH, timeout=10
+            )
+            assert reply.job.version == 1
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.GetJob(pb.GetJobRequest(job_id=reply.job.job_id), timeout=10)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+        untrusted = grpc.ssl_channel_credentials(root_certificates=other.cert_pem)
+        async with grpc.aio.secure_channel(target, untrusted) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await pb_grpc.JobStateServiceStub(channel).GetJob(
+                    pb.GetJobRequest(job_id=reply.job.job_id), metadata=AUTH, timeout=5
+                )
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+        async with grpc.aio.insecure_channel(target) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await pb_grpc.JobStateServiceStub(channel).GetJob(
+                    pb.GetJobRequest(job_id=reply.job.job_id), metadata=AUTH, timeout=5
+                )
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_serve_command_takes_tls_flags(tmp_path: Path) -> None:
+    pair = self_signed(tmp_path / "tls")
+    proc = ServeProcess(
+        sqlite_url(tmp_path), args=("--tls-cert", str(pair.cert), "--tls-key", str(pair.key))
+    )
+    await proc.start(credentials=grpc.ssl_channel_credentials(root_certificates=pair.cert_pem))
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=pair.cert_pem)
+        async with grpc.aio.secure_channel(proc.target, creds) as channel:
+            reply = await pb_grpc.JobStateServiceStub(channel).CreateJob(
+                pb.CreateJobRequest(user_id="u1"), timeout=10
+            )
+        assert reply.job.status == pb.JOB_STATUS_PENDING
+    finally:
+        assert await proc.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ("--tls-cert", "{cert}"),
+            "jobstate serve: --tls-cert and --tls-key must be given together",
+        ),
+        (
+            ("--tls-cert", "{dir}/missing.crt", "--tls-key", "{key}"),
+            "jobstate serve: TLS file '{dir}/missing.crt' does not exist",
+        ),
+    ],
+)
+def test_bad_tls_flags_are_one_clear_line(tmp_path: Path, args: tuple[str, ...], line: str) -> None:
+    pair = self_signed(tmp_path / "tls")
+    names = {"cert": pair.cert, "key": pair.key, "dir": tmp_path}
+    result = run_serve(
+        "--listen", "127.0.0.1:0", "--database-url", sqlite_url(tmp_path),
+        *(a.format(**names) for a in args),
+        env={"ENVIRONMENT": "development"},
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (2, line.format(**names) + "\n")
+
+
+def test_production_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
+    result = run_serve(
+        "--listen", "0.0.0.0:0", "--database-url", sqlite_url(tmp_path),
+        env={"ENVIRONMENT": "production", "JOBSTATE_API_TOKEN": ""},
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (
+        2,
+        "jobstate serve: refusing to listen on non-loopback 0.0.0.0:0 in production without "
+        "JOBSTATE_API_TOKEN\n",
+    )
