@@ -196,6 +196,7 @@ class Watch:
     def __init__(self, stub: pb_grpc.JobStateServiceStub, job_id: str, after: int = 0) -> None:
         self.call = stub.WatchJob(pb.WatchJobRequest(job_id=job_id, after_version=after))
         self.queue: asyncio.Queue[pb.WatchJobResponse | None] = asyncio.Queue()
+        self._early: list[pb.WatchJobResponse | None] = []
         self.task = asyncio.create_task(self._pump())
 
     async def _pump(self) -> None:
@@ -211,6 +212,8 @@ class Watch:
             self.queue.put_nowait(None)
 
     async def next(self) -> pb.WatchJobResponse | None:
+        if self._early:
+            return self._early.pop(0)
         return await asyncio.wait_for(self.queue.get(), WAIT)
 
     async def until(self, version: int) -> list[pb.WatchJobResponse]:
@@ -230,11 +233,18 @@ class Watch:
         return got
 
     async def nothing_more(self, within: float = 0.2) -> bool:
-        """True if no message arrives (and the stream stays open) within a short wait."""
-        try:
-            await asyncio.wait_for(asyncio.shield(self.queue.get()), within)
-        except TimeoutError:
+        """True if no message arrives (and the stream stays open) within a short wait.
+
+        A message that does arrive is kept: `next()` returns it.
+        """
+        getter = asyncio.ensure_future(self.queue.get())
+        await asyncio.wait({getter}, timeout=within)
+        if not getter.done():
+            getter.cancel()
+            await asyncio.gather(getter, return_exceptions=True)
+        if getter.cancelled():
             return True
+        self._early.append(getter.result())
         return False
 
     async def code(self) -> grpc.StatusCode:
