@@ -18,36 +18,37 @@ BACKLOG = 64
 
 
 class Subscription:
-    """One watcher's undelivered events.
+    """One watcher's undelivered events, each with the first version it stands for.
 
     Overflow policy: while fewer than `backlog` events wait, every event is kept. From
-    `backlog` on, a PROGRESS event replaces a PROGRESS event at the tail (latest wins), so the
-    queue stays bounded while status changes and terminal events are never dropped.
+    `backlog` on, a PROGRESS event that directly follows a PROGRESS event at the tail replaces
+    it (latest wins), so the queue stays bounded while status changes and terminal events are
+    never dropped. The watcher drains one event at a time, as fast as its stream accepts
+    writes, so coalescing happens while the stream is blocked on a slow reader.
     """
 
     def __init__(self, job_id: str, backlog: int = BACKLOG) -> None:
         self.job_id = job_id
         self.dropped = 0
         self._backlog = backlog
-        self._events: deque[JobEvent] = deque()
+        self._events: deque[tuple[JobEvent, int]] = deque()
         self._ready = asyncio.Event()
         self._closed = False
 
     def push(self, event: JobEvent) -> None:
         events = self._events
-        if (
-            len(events) >= self._backlog
-            and event.type is EventType.PROGRESS
-            and events[-1].type is EventType.PROGRESS
-        ):
-            events[-1] = event
-            self.dropped += 1
-        else:
-            events.append(event)
+        if len(events) >= self._backlog and event.type is EventType.PROGRESS:
+            tail, covers_from = events[-1]
+            # Only an unbroken run merges: a gap may hide a status change from elsewhere.
+            if tail.type is EventType.PROGRESS and event.version == tail.version + 1:
+                events[-1] = (event, covers_from)
+                self.dropped += 1
+                return
+        events.append((event, event.version))
         self._ready.set()
 
     def close(self) -> None:
-        """Wake the reader for good: `next_batch` returns what is left, then []."""
+        """Wake the reader for good: `next` returns what is left, then None."""
         self._closed = True
         self._ready.set()
 
@@ -55,16 +56,19 @@ class Subscription:
     def closed(self) -> bool:
         return self._closed
 
-    async def next_batch(self) -> list[JobEvent]:
-        """Every undelivered event, oldest first; waits for one. [] once closed and empty."""
+    def __len__(self) -> int:
+        return len(self._events)
+
+    async def next(self) -> tuple[JobEvent, int] | None:
+        """The oldest undelivered event and the first version it stands for (versions from
+        there up to the event's own were coalesced away); waits for one. None once closed.
+        """
         while not self._events:
             if self._closed:
-                return []
+                return None
             self._ready.clear()
             await self._ready.wait()
-        batch = list(self._events)
-        self._events.clear()
-        return batch
+        return self._events.popleft()
 
 
 class Hub:

@@ -178,22 +178,20 @@ class JobService:
                 last = item.version
             if job.status.terminal:
                 return
-            seen_dropped = 0
-            while batch := await sub.next_batch():
-                # A gap the subscription did not make by coalescing progress means an event
-                # reached this process late or not at all (another replica wrote it): it is
-                # committed, since the next version's write had to see it, so read it back.
-                coalesced, seen_dropped = sub.dropped != seen_dropped, sub.dropped
-                for event in batch:
-                    if event.version <= last:
-                        continue
-                    if event.version > last + 1 and not coalesced:
-                        for missed in await self._history(job_id, last, event.version):
-                            yield missed
-                    yield event
-                    last = event.version
-                    if event.job.status.terminal:
-                        return
+            while (item := await sub.next()) is not None:
+                event, covers_from = item
+                if event.version <= last:
+                    continue
+                # Versions the subscription did not coalesce away reached this process late or
+                # not at all (another replica wrote them). They are committed — the next
+                # version's write had to see them — so read them back.
+                if covers_from > last + 1:
+                    for missed in await self._history(job_id, last, covers_from):
+                        yield missed
+                yield event
+                last = event.version
+                if event.job.status.terminal:
+                    return
 
     async def _history(self, job_id: str, after: int, before: int) -> list[JobEvent]:
         """Committed events between two versions (what history still holds of them)."""

@@ -66,7 +66,10 @@ def watch_item_to_pb(item: WatchItem) -> pb.WatchJobResponse:
 
 
 def params_from_pb(params: Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(params)
+    try:
+        return json_format.MessageToDict(params)
+    except ValueError as exc:  # NaN and infinities have no JSON form
+        raise InvalidArgument(f"params must hold only finite numbers: {exc}") from None
 
 
 def statuses_from_pb(values: Any) -> tuple[Status, ...]:
