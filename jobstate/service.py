@@ -56,7 +56,8 @@ async def _finish_even_if_cancelled(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        await asyncio.gather(task, return_exceptions=True)
+        # wait(), unlike gather(), does not cancel the task if we are cancelled again.
+        await asyncio.wait({task})
         raise
 
 
