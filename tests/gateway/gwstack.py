@@ -261,8 +261,8 @@ def gateway_config(service: RunningServer, runpod: FakeRunPod, s3: S3, **kw: Any
         r2_access_key_id=S3_KEY_ID,
         r2_secret_access_key=S3_SECRET,
         r2_bucket=BUCKET,
-        rpc_timeout=5.0,
-        runpod_timeout=2.0,
+        rpc_timeout=10.0,
+        runpod_timeout=10.0,
         sim_step_seconds=0.01,
     )
     return replace(config, **kw)

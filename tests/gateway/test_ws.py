@@ -194,3 +194,63 @@ async def test_shutdown_closes_sockets_with_1001(make_stack) -> None:
     await stack.gateway.stop()
     for ws in sockets:
         assert await ws.close_code() == 1001
+
+
+async def test_a_slow_socket_loses_only_progress_and_delays_nobody(stack: Stack) -> None:
+    import socket
+
+    import grpc
+
+    from jobstate.v1 import jobstate_pb2 as pb
+    from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
+
+    def tiny_buffers(addr_info):  # the slow reader's kernel buffer is small
+        family, type_, proto, _, _ = addr_info
+        sock = socket.socket(family, type_, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        # A small MSS keeps the gateway's send buffer small too (Linux sizes it per segment).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+        return sock
+
+    job_id = await stack.start_job()
+    fast = await stack.socket(job_id)
+    assert (await fast.next())["version"] == 2
+    slow_session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(socket_factory=tiny_buffers)
+    )
+    slow = await slow_session.ws_connect(
+        f"{stack.url}/api/jobs/{job_id}/ws", params={"token": stack.token("u1")}
+    )  # and then it does not read
+    dropped = stack.gateway.services.metrics.messages_dropped
+    target = f"127.0.0.1:{stack.gateway.services.config.jobstate_target.split(':')[1]}"
+    message = "m" * 1000
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.JobStateServiceStub(channel)
+        sent = 0
+        while dropped._value.get() == 0:
+            assert sent < 20_000, "the slow socket never fell behind"
+            await asyncio.gather(
+                *(
+                    stub.ReportProgress(
+                        pb.ReportProgressRequest(
+                            job_id=job_id, progress=(sent + i + 1) / 400, message=message
+                        ),
+                        timeout=10,
+                    )
+                    for i in range(64)
+                )
+            )
+            sent += 64
+        await stub.CompleteJob(pb.CompleteJobRequest(job_id=job_id, output_key="exports/s"))
+    final = await stack.version(job_id)
+    fast_seen = versions(await fast.until(final))
+    slow_messages = []
+    async for frame in slow:
+        slow_messages.append(frame.json())
+    await slow_session.close()
+    slow_seen = versions(slow_messages)
+    assert slow_seen == sorted(set(slow_seen)) and slow_seen[-1] == final
+    assert slow_messages[0]["type"] == "status" and slow_messages[-1]["type"] == "complete"
+    assert len(slow_seen) < final - 1  # it lost intermediate progress messages
+    assert fast_seen == list(range(3, final + 1))  # the reader that keeps up got everything
+    print(f"sent {sent} progress events; the slow socket got {len(slow_seen)} messages")

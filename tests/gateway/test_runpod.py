@@ -1,0 +1,58 @@
+"""Submission to RunPod: refused, unreachable, and what is (not) retried."""
+
+from __future__ import annotations
+
+import pytest
+from gwstack import Stack, free_port
+
+
+@pytest.mark.parametrize("answer", [500, 503, 400, 401])
+async def test_runpod_refusing_makes_the_job_error_and_502(stack: Stack, answer: int) -> None:
+    stack.runpod.run_status = answer
+    status, body = await stack.post("/api/export/overlay/start", json={"clip": "x"})
+    assert status == 502 and f"answered {answer}" in body["error"]
+    assert stack.runpod.paths() == [("POST", "/run")]  # /run is never retried once sent
+    _, jobs = await stack.get("/api/jobs")
+    [job] = jobs["jobs"]
+    assert job["status"] == "error" and "submission to the GPU worker failed" in job["error"]
+
+
+async def test_runpod_unreachable_makes_the_job_error_and_502(make_stack) -> None:
+    stack = await make_stack(runpod_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    status, body = await stack.post("/api/export/overlay/start", json={"clip": "x"})
+    assert status == 502 and "unreachable" in body["error"]
+    _, jobs = await stack.get("/api/jobs")
+    assert [(j["status"], "unreachable" in j["error"]) for j in jobs["jobs"]] == [("error", True)]
+    async with stack.http.get(f"{stack.url}/metrics") as response:
+        text = await response.text()
+    # Nothing was sent, so the connection was tried again, a bounded number of times.
+    assert 'gateway_runpod_requests_total{operation="run",outcome="unreachable"} 3.0' in text
+
+
+async def test_cancel_survives_runpod_being_down(make_stack) -> None:
+    stack = await make_stack()
+    job_id = await stack.start_job()
+    stack.runpod.run_status = 500
+    down = await make_stack(runpod_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    status, job = await down.post(f"/api/jobs/{job_id}/cancel")
+    assert (status, job["status"]) == (200, "cancelled")
+
+
+async def test_simulated_worker_walks_the_job_to_complete_over_http(make_stack) -> None:
+    stack = await make_stack(runpod_endpoint_url="", runpod_api_key="")
+    job_id = await stack.start_job("sim-user")
+    ws = await stack.socket(job_id, "sim-user")
+    messages = []
+    while not messages or messages[-1]["type"] != "complete":
+        messages.append(await ws.next())
+    progress = [m["progress"] for m in messages if m["type"] == "progress"]
+    assert progress == sorted(progress) and progress[-1] == 90.0
+    key = f"exports/{job_id}.mp4"
+    assert messages[-1]["output_url"] == f"/api/storage/presigned-url?key=exports%2F{job_id}.mp4"
+    status, signed = await stack.get(messages[-1]["output_url"], "sim-user")
+    assert status == 200
+    async with stack.http.get(signed["url"]) as response:
+        assert await response.read() == f"simulated export {job_id}\n".encode()
+    _, job = await stack.get(f"/api/jobs/{job_id}", "sim-user")
+    assert (job["status"], job["output_key"]) == ("complete", key)
+    assert stack.runpod.paths() == []
