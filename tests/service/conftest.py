@@ -89,6 +89,13 @@ async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A PostgreSQL database of the test's own (request it before `start`)."""
+    async with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'jobstate.db'}"
 
@@ -124,14 +131,15 @@ async def start() -> AsyncIterator[ServerFactory]:
         await running.stop(grace=5)
 
 
+# NOTE: the database fixture comes first so that it is torn down last, after the servers.
 @pytest.fixture
-async def server(start: ServerFactory, database_url: str) -> RunningServer:
+async def server(database_url: str, start: ServerFactory) -> RunningServer:
     """One server on the parametrised backend (sqlite and postgres)."""
     return await start(database_url)
 
 
 @pytest.fixture
-async def sqlite_server(start: ServerFactory, sqlite_url: str) -> RunningServer:
+async def sqlite_server(sqlite_url: str, start: ServerFactory) -> RunningServer:
     """One server on SQLite only, for behaviour that does not depend on the store."""
     return await start(sqlite_url)
 

@@ -32,7 +32,6 @@ from .conftest import (
     create_job,
     drop_database,
     history,
-    postgres_database,
     rpc_error,
 )
 
@@ -583,21 +582,20 @@ async def test_params_with_non_finite_numbers_are_invalid_argument(
 
 
 async def test_store_unreachable_is_unavailable(
-    start: ServerFactory, connect: ChannelFactory
+    postgres_url: str, start: ServerFactory, connect: ChannelFactory
 ) -> None:
-    async with postgres_database() as url:
-        running = await start(url)
-        stub = Stub(connect(running.port))
-        await create_job(stub, "j")
-        await drop_database(url)
+    running = await start(postgres_url)
+    stub = Stub(connect(running.port))
+    await create_job(stub, "j")
+    await drop_database(postgres_url)
 
-        results = [
-            await rpc_error(get(stub, "j")),
-            await rpc_error(stub.ReportProgress(pb.ReportProgressRequest(job_id="j", progress=1))),
-            await rpc_error(create_job(stub, "k")),
-        ]
-        assert [code for code, _ in results] == [grpc.StatusCode.UNAVAILABLE] * 3
-        assert all("unavailable" in details for _, details in results), results
+    results = [
+        await rpc_error(get(stub, "j")),
+        await rpc_error(stub.ReportProgress(pb.ReportProgressRequest(job_id="j", progress=1))),
+        await rpc_error(create_job(stub, "k")),
+    ]
+    assert [code for code, _ in results] == [grpc.StatusCode.UNAVAILABLE] * 3
+    assert all("unavailable" in details for _, details in results), results
 
 
 async def test_api_token_guards_every_rpc_but_health(

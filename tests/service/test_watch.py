@@ -22,7 +22,6 @@ from .conftest import (
     create_job,
     eventually,
     log_of,
-    postgres_database,
 )
 
 Stub = pb_grpc.JobStateServiceStub
@@ -308,22 +307,21 @@ async def test_server_stop_ends_watch_streams_cleanly(
 
 
 async def test_watch_on_one_replica_sees_changes_made_on_another(
-    start: ServerFactory, connect: ChannelFactory
+    postgres_url: str, start: ServerFactory, connect: ChannelFactory
 ) -> None:
-    async with postgres_database() as url:
-        a, b = await start(url), await start(url)
-        stub_a = pb_grpc.JobStateServiceStub(connect(a.port))
-        stub_b = pb_grpc.JobStateServiceStub(connect(b.port))
-        await create_job(stub_a, "j")
-        watch = Watch(stub_a, "j")
-        assert log_of(await watch.until(1)) == [("SNAPSHOT", 1)]
+    a, b = await start(postgres_url), await start(postgres_url)
+    stub_a = pb_grpc.JobStateServiceStub(connect(a.port))
+    stub_b = pb_grpc.JobStateServiceStub(connect(b.port))
+    await create_job(stub_a, "j")
+    watch = Watch(stub_a, "j")
+    assert log_of(await watch.until(1)) == [("SNAPSHOT", 1)]
 
-        expected = []
-        for i in range(1, 41):
-            writer = stub_b if i % 3 else stub_a
-            version = (await progress(writer, "j", i)).version
-            expected.append(("PROGRESS", version))
-        expected.append(("COMPLETE", (await complete(stub_b, "j")).version))
+    expected = []
+    for i in range(1, 41):
+        writer = stub_b if i % 3 else stub_a
+        version = (await progress(writer, "j", i)).version
+        expected.append(("PROGRESS", version))
+    expected.append(("COMPLETE", (await complete(stub_b, "j")).version))
 
-        assert log_of(await watch.rest()) == expected
-        assert await watch.code() == OK
+    assert log_of(await watch.rest()) == expected
+    assert await watch.code() == OK
