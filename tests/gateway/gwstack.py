@@ -247,13 +247,13 @@ class WsClient:
         await self._task
 
 
-def gateway_config(service: RunningServer, runpod: FakeRunPod, s3: S3, **kw: Any) -> GatewayConfig:
+def gateway_config(service_port: int, runpod: FakeRunPod, s3: S3, **kw: Any) -> GatewayConfig:
     config = GatewayConfig(
         jwt_secret=JWT_SECRET,
         callback_secret=CALLBACK_SECRET,
         host="127.0.0.1",
         port=0,
-        jobstate_target=f"127.0.0.1:{service.port}",
+        jobstate_target=f"127.0.0.1:{service_port}",
         environment="production",
         runpod_endpoint_url=runpod.url,
         runpod_api_key="rp-key",
@@ -281,7 +281,7 @@ async def make_stack(
     gateways: list[Gateway] = []
 
     async def make(**kw: Any) -> Stack:
-        gateway = Gateway(gateway_config(service, runpod, s3, **kw))
+        gateway = Gateway(gateway_config(service.port, runpod, s3, **kw))
         await gateway.start()
         gateways.append(gateway)
         return Stack(gateway, http, runpod, s3)
