@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from gateway.config import ConfigError, GatewayConfig
 from gateway.server import Gateway
+from jobstate import logs
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,7 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except ConfigError as exc:
         print(f"jobstate gateway: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.setup(environ.get("JOBSTATE_LOG_LEVEL"))
     try:
         asyncio.run(serve(config))
     except OSError as exc:  # e.g. the port is taken

@@ -206,10 +206,15 @@
     $("progress").dataset.status = status;
     $("progress-fill").style.width = progress + "%";
     $("progress-text").textContent = shown + "%";
-    if (state.message) $("message").textContent = state.message;
-    else if (status === "complete") $("message").textContent = "Your export is ready.";
+    var finished = JobState.TERMINAL_STATUSES.indexOf(status) !== -1;
+    if (status === "complete") $("message").textContent = "Your export is ready.";
     else if (status === "cancelled") $("message").textContent = "The export was cancelled.";
-    $("cancel").disabled = !state.status || JobState.TERMINAL_STATUSES.indexOf(status) !== -1;
+    else if (status === "error") $("message").textContent = state.message || "";
+    else if (state.message) $("message").textContent = state.message;
+    else if (!state.status) $("message").textContent = "Connecting…";
+    else $("message").textContent = "Waiting for the worker…";
+    $("cancel").hidden = finished;
+    $("cancel").disabled = !state.status || finished;
   }
 
   function cancelJob() {

@@ -281,7 +281,11 @@
       // the ping sent on open (a resume with `after` may have nothing new to replay).
       timers.connect = setTimeout(function () {
         timers.connect = null;
-        if (ws === sock && !delivered) drop(sock, false); // blocked or hanging: give up on it
+        if (ws !== sock || delivered) return;
+        // A socket that hangs without an answer is what a blocking proxy looks like: poll
+        // now rather than after several more timeouts, and keep trying sockets meanwhile.
+        failures = Math.max(failures, opts.fallbackAfter - 1);
+        drop(sock, false);
       }, opts.connectTimeout);
 
       sock.onopen = function () {
