@@ -7,14 +7,16 @@ context per test; nothing is downloaded.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from browser.fake_gateway import FakeGateway
+from browser.system import BUCKET, S3_KEY, FakeRunPod, System
 
 CHROMIUM = Path(os.environ.get("JOBSTATE_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -89,3 +91,94 @@ async def fake_gateway() -> AsyncIterator[FakeGateway]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def s3_url() -> Iterator[str]:
+    """moto's S3 server on loopback with the test bucket."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    boto3.client(
+        "s3",
+        endpoint_url=url,
+        aws_access_key_id=S3_KEY,
+        aws_secret_access_key=S3_KEY,
+        region_name="us-east-1",
+    ).create_bucket(Bucket=BUCKET)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_runpod() -> AsyncIterator[FakeRunPod]:
+    runpod = FakeRunPod()
+    await runpod.start()
+    try:
+        yield runpod
+    finally:
+        await runpod.stop()
+
+
+@pytest.fixture
+def fake_runpod(shared_runpod: FakeRunPod) -> FakeRunPod:
+    """The module's fake RunPod, reset for this test."""
+    shared_runpod.reset()
+    return shared_runpod
+
+
+async def _start_system(workdir: Path, s3_url: str, **kw: object) -> System:
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    system = System(workdir=workdir, s3_url=s3_url, **kw)  # type: ignore[arg-type]
+    try:
+        await system.start()
+    except BaseException:
+        await system.stop()
+        raise
+    return system
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sim_system(
+    tmp_path_factory: pytest.TempPathFactory, s3_url: str
+) -> AsyncIterator[System]:
+    """Service + gateway with the built-in simulated worker, shared by a module's tests."""
+    system = await _start_system(tmp_path_factory.mktemp("sim") / "system", s3_url)
+    yield system
+    await system.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def runpod_system(
+    tmp_path_factory: pytest.TempPathFactory, s3_url: str, shared_runpod: FakeRunPod
+) -> AsyncIterator[System]:
+    """Service + gateway submitting to the fake RunPod (the test sets the pace)."""
+    workdir = tmp_path_factory.mktemp("runpod") / "system"
+    system = await _start_system(workdir, s3_url, runpod_url=shared_runpod.url)
+    yield system
+    await system.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def make_system(
+    tmp_path: Path, s3_url: str
+) -> AsyncIterator[Callable[..., Awaitable[System]]]:
+    """Factory for a system of the test's own (e.g. one it restarts); stopped after the test."""
+    started: list[System] = []
+
+    async def make(**kw: object) -> System:
+        system = await _start_system(tmp_path / f"system{len(started)}", s3_url, **kw)
+        started.append(system)
+        return system
+
+    try:
+        yield make
+    finally:
+        for system in started:
+            await system.stop()
