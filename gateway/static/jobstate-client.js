@@ -411,14 +411,20 @@
       timers.poll = null;
       if (!fetchFn) return;
       resolveToken(opts.token)
-        .then(function (token) {
-          return fetchFn(base + jobPath, {
-            headers: { Authorization: "Bearer " + token, Accept: "application/json" },
-            cache: "no-store",
-          });
-        })
+        .then(
+          function (token) {
+            return fetchFn(base + jobPath, {
+              headers: { Authorization: "Bearer " + token, Accept: "application/json" },
+              cache: "no-store",
+            });
+          },
+          function (e) {
+            fail("unauthorized", "could not get a token: " + ((e && e.message) || e));
+            return null;
+          }
+        )
         .then(function (response) {
-          if (generation !== pollGeneration || closed) return null;
+          if (!response || generation !== pollGeneration || closed) return null;
           if (response.status === 401) {
             fail("unauthorized", "the gateway refused the token (HTTP 401)", { code: 401 });
             return null;
