@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import grpc
 import pytest
 from sqlalchemy.engine import URL
 from support.postgres import scratch_database
-from support.servers import ServeProcess
+from support.servers import REPO, ServeProcess, wait_serving
 
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
@@ -59,7 +60,19 @@ class Replica:
         return self.process.proc.pid
 
     async def kill(self) -> None:
+        """SIGKILL, as `kill -9` does: no drain, no goodbye to clients or the database."""
         await self.process.kill()
+
+    async def restart(self) -> None:
+        """Start again on the same port (clients' targets name it), wait until SERVING."""
+        process = self.process
+        env = {**os.environ, "ENVIRONMENT": "development", **process.env}
+        assert process.log_path is not None
+        with process.log_path.open("ab") as log:
+            process.proc = await asyncio.create_subprocess_exec(
+                *process.command(), cwd=REPO, env=env, stdout=log, stderr=log
+            )
+        await wait_serving(process.target)
 
     async def close(self) -> None:
         if self.channel is not None:
@@ -116,6 +129,12 @@ async def cluster(database: URL, tmp_path: Path) -> AsyncIterator[Cluster]:
         yield cluster
     finally:
         await cluster.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture
