@@ -1,0 +1,232 @@
+"""docker-compose.yml against the real CLI and configuration (no Docker engine needed).
+
+Every jobstate service's command must parse with `jobstate.cli._parser()`, every variable it
+sets must be one the code reads (names collected from the source), and the configuration the
+code builds from that environment must be the intended one: replicas on the compose
+PostgreSQL, gateways on both replicas and on MinIO's bucket, callbacks through the proxy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+from gateway.config import GatewayConfig
+from gateway.reconcile import ReconcileConfig
+from jobstate.cli import _parser
+from jobstate.config import ServiceConfig
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE = REPO / "docker-compose.yml"
+_INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+# A variable name read from an environment mapping: environ.get("X"), env["X"],
+# _number(environ, "X", ...), _seconds(env, "X", ...), os.environ.get("X").
+_READ = re.compile(r"\b(?:environ|env)\b[^\"\n]*\"([A-Z][A-Z0-9_]{2,})\"")
+
+# Which source files each command's process reads its environment in.
+SOURCES = {
+    "serve": ["jobstate/config.py", "jobstate/logs.py"],
+    "gateway": [*(str(p.relative_to(REPO)) for p in (REPO / "gateway").glob("*.py"))],
+    "reconcile": ["gateway/reconcile.py", "jobstate/logs.py"],
+}
+SOURCES["gateway"] = [s for s in SOURCES["gateway"] if s != "gateway/reconcile.py"]
+SOURCES["gateway"].append("jobstate/logs.py")
+
+
+def read_variables(paths: Iterable[str]) -> set[str]:
+    names: set[str] = set()
+    for path in paths:
+        names |= set(_READ.findall((REPO / path).read_text()))
+    return names
+
+
+def interpolate(value: Any) -> Any:
+    """Compose's `${NAME:-default}` with nothing set in the environment, and `$$` → `$`."""
+    if isinstance(value, str):
+        return _INTERPOLATION.sub(lambda m: m.group(2) or "", value).replace("$$", "$")
+    if isinstance(value, list):
+        return [interpolate(v) for v in value]
+    if isinstance(value, dict):
+        return {k: interpolate(v) for k, v in value.items()}
+    return value
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return interpolate(yaml.safe_load(COMPOSE.read_text()))
+
+
+def jobstate_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: service
+        for name, service in compose["services"].items()
+        if (service.get("command") or [None])[0] == "jobstate"
+    }
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    assert isinstance(env, dict), "environment must be a mapping"
+    return {key: str(value) for key, value in env.items()}
+
+
+def service_config(service: dict[str, Any]) -> ServiceConfig:
+    args = _parser().parse_args(service["command"][1:])
+    return ServiceConfig.from_env(
+        environment(service),
+        listen=args.listen,
+        database_url=args.database_url,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
+
+
+def gateway_config(service: dict[str, Any], tmp_path: Path) -> GatewayConfig:
+    args = _parser().parse_args(service["command"][1:])
+    return GatewayConfig.from_env(
+        environment(service),
+        listen=args.listen,
+        jobstate_target=args.jobstate_target,
+        data_dir=tmp_path,
+    )
+
+
+def by_command(compose: dict[str, Any], command: str) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in jobstate_services(compose).items() if s["command"][1] == command}
+
+
+def test_the_variable_scan_finds_the_contract_variables() -> None:
+    found = read_variables({p for paths in SOURCES.values() for p in paths})
+    contract = {
+        "JOBSTATE_DATABASE_URL", "JOBSTATE_LISTEN", "GATEWAY_LISTEN", "JOBSTATE_TARGET",
+        "JOBSTATE_JWT_SECRET", "JOBSTATE_CALLBACK_SECRET", "R2_OUTPUT_PREFIX",
+        "GATEWAY_PUBLIC_URL", "RUNPOD_ENDPOINT_URL", "RUNPOD_API_KEY", "RUNPOD_ENDPOINT",
+        "R2_ENDPOINT_URL", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET",
+        "GATEWAY_ALLOWED_ORIGINS", "JOBSTATE_API_TOKEN", "JOBSTATE_STALE_AFTER",
+        "JOBSTATE_RECONCILE_INTERVAL", "JOBSTATE_HISTORY_RETENTION", "ENVIRONMENT",
+    }  # fmt: skip
+    assert contract <= found, sorted(contract - found)
+
+
+def test_every_jobstate_command_parses_with_the_real_cli(compose: dict[str, Any]) -> None:
+    services = jobstate_services(compose)
+    commands = sorted(s["command"][1] for s in services.values())
+    assert commands == ["gateway", "gateway", "reconcile", "serve", "serve"]
+    for name, service in services.items():
+        try:
+            _parser().parse_args(service["command"][1:])
+        except SystemExit:
+            pytest.fail(f"{name}: `{' '.join(service['command'])}` does not parse")
+
+
+def test_every_variable_set_is_one_the_code_reads(compose: dict[str, Any]) -> None:
+    unknown = {}
+    for name, service in jobstate_services(compose).items():
+        known = read_variables(SOURCES[service["command"][1]])
+        extra = set(environment(service)) - known
+        if extra:
+            unknown[name] = sorted(extra)
+    assert unknown == {}
+
+
+def test_replicas_share_the_compose_postgres(compose: dict[str, Any]) -> None:
+    postgres = compose["services"]["postgres"]["environment"]
+    replicas = by_command(compose, "serve")
+    assert len(replicas) == 2
+    for service in replicas.values():
+        config = service_config(service)
+        url = make_url(config.database_url)
+        assert (url.drivername, url.host, url.port) == ("postgresql+asyncpg", "postgres", 5432)
+        assert (url.username, url.password, url.database) == (
+            postgres["POSTGRES_USER"],
+            postgres["POSTGRES_PASSWORD"],
+            postgres["POSTGRES_DB"],
+        )
+        assert config.listen == "0.0.0.0:50051"
+        assert config.environment == "production"
+        assert config.api_token  # required to listen beyond loopback in production
+
+
+def replica_addresses(compose: dict[str, Any]) -> list[str]:
+    addresses = []
+    for service in by_command(compose, "serve").values():
+        port = service_config(service).listen.rpartition(":")[2]
+        addresses.append(f"{service['networks']['jobstate']['ipv4_address']}:{port}")
+    return addresses
+
+
+def test_gateways_reach_both_replicas_minio_and_each_other(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    services = compose["services"]
+    minio = services["minio"]["environment"]
+    replica_token = service_config(next(iter(by_command(compose, "serve").values()))).api_token
+    gateways = by_command(compose, "gateway")
+    configs = [gateway_config(service, tmp_path) for service in gateways.values()]
+    assert len(configs) == 2
+    for config in configs:
+        assert config.jobstate_target == "ipv4:" + ",".join(replica_addresses(compose))
+        assert (config.host, config.port) == ("0.0.0.0", 8787)
+        assert config.api_token == replica_token
+        assert config.runpod_endpoint_url == ""  # the built-in simulated worker
+        assert config.storage_configured
+        assert config.r2_endpoint_url == "http://minio:9000"
+        assert (config.r2_access_key_id, config.r2_secret_access_key) == (
+            minio["MINIO_ROOT_USER"],
+            minio["MINIO_ROOT_PASSWORD"],
+        )
+        assert config.r2_bucket in services["minio-init"]["entrypoint"][-1]
+        assert config.output_prefix == "exports/"
+        # Callbacks go through the proxy, so they may land on either gateway.
+        public = urlsplit(config.public_url)
+        assert (public.hostname, public.port) == ("proxy", 8080)
+        assert "8080:8080" in services["proxy"]["ports"]
+        assert "http://localhost:8080" in config.allowed_origins
+    # Any gateway must accept the other's user and callback tokens.
+    assert len({(c.jwt_secret, c.callback_secret) for c in configs}) == 1
+
+
+def test_the_proxy_fronts_both_gateways(compose: dict[str, Any]) -> None:
+    conf = (REPO / "deploy" / "nginx.conf").read_text()
+    volumes = compose["services"]["proxy"]["volumes"]
+    assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in volumes
+    upstreams = re.findall(r"^\s*server\s+([\w.-]+:\d+)", conf, re.MULTILINE)
+    gateways = by_command(compose, "gateway")
+    expected = [f"{name}:{s['command'][-1].rpartition(':')[2]}" for name, s in gateways.items()]
+    assert sorted(upstreams) == sorted(expected)
+    assert re.search(r"^\s*listen\s+8080;", conf, re.MULTILINE)
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf  # WebSockets pass through
+    assert "$request_uri" not in conf and "$request " not in conf  # no tokens in the log
+
+
+def test_the_reconciler_uses_both_replicas(compose: dict[str, Any]) -> None:
+    (service,) = by_command(compose, "reconcile").values()
+    config = ReconcileConfig.from_env(environment(service))
+    assert config.jobstate_target == "ipv4:" + ",".join(replica_addresses(compose))
+    assert config.api_token
+    assert (config.stale_after, config.interval) == (600.0, 30.0)
+    assert config.runpod_endpoint_url == ""
+
+
+def test_the_image_is_python_311_slim_with_the_package_installed(compose: dict[str, Any]) -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.MULTILINE)
+    assert re.search(r"^RUN pip install \.", dockerfile, re.MULTILINE)
+    for service in jobstate_services(compose).values():
+        assert service["build"] == "."
+
+
+def test_minio_init_creates_the_bucket_after_minio_is_healthy(compose: dict[str, Any]) -> None:
+    init = compose["services"]["minio-init"]
+    assert init["image"].startswith("minio/mc")
+    assert init["depends_on"]["minio"]["condition"] == "service_healthy"
+    script = init["entrypoint"][-1]
+    assert "mc alias set local http://minio:9000" in script
+    assert "mc mb --ignore-existing local/reel-ballers-users" in script
