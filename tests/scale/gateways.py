@@ -54,7 +54,8 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self, http: aiohttp.ClientSession, within: float = WAIT) -> None:
-        self.port = free_port()
+        """Start on `port` (a free one when 0); the environment may override the public URL."""
+        self.port = self.port or free_port()
         env = {**os.environ, "GATEWAY_PUBLIC_URL": self.url, **self.env}
         command = [sys.executable, "-m", "jobstate.cli", "gateway"]
         command += ["--listen", f"127.0.0.1:{self.port}", *self.args]
@@ -122,10 +123,10 @@ class Browser:
         async with self.http.get(gateway.url + path, headers=bearer(self.user)) as response:
             return response.status, await response.json()
 
-    async def socket(self, gateway: GatewayProcess, job_id: str) -> Socket:
+    async def socket(self, gateway: GatewayProcess, job_id: str, **query: str) -> Socket:
         token = UserAuth(JWT_SECRET).mint(self.user)
         ws = await self.http.ws_connect(
-            f"{gateway.url}/api/jobs/{job_id}/ws", params={"token": token}
+            f"{gateway.url}/api/jobs/{job_id}/ws", params={"token": token, **query}
         )
         sock = Socket(ws)
         self.sockets.append(sock)
