@@ -25,10 +25,6 @@ class FailedPrecondition(JobStateError):
     """The change contradicts the job's current state (e.g. the job already finished)."""
 
 
-class VersionConflict(JobStateError):
-    """Another writer changed the job first; the caller retries against fresh state."""
-
-
 class Unavailable(JobStateError):
     """The store cannot be reached or refused the write; retrying later may succeed."""
 

@@ -2,7 +2,8 @@
 
 Every change runs under its job's shard lock: read (cached) → `domain.apply` → version-checked
 commit → publish to the hub, so one job's events reach the hub in version order. A lost
-version check (another replica wrote first) retries against fresh state.
+version check (another replica wrote first) re-applies the change to fresh state in the
+store's transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 from jobstate import domain
 from jobstate.domain import Change, Job, JobEvent
-from jobstate.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable, VersionConflict
+from jobstate.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from jobstate.hub import Hub
 from jobstate.locks import ShardedLocks
 from jobstate.store import JobQuery, Store
@@ -27,7 +28,6 @@ T = TypeVar("T")
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 MAX_PAGE_SIZE = 500
-_RETRIES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,23 +137,20 @@ class JobService:
         domain.validate_job_id(job_id)
         domain.validate_change(change)
         async with self.locks.lock_for(job_id):
-            for _ in range(_RETRIES):
-                job = await self.store.get(job_id, cached=True)
-                if job is None:
-                    raise NotFound(f"job {job_id} not found")
-                event = domain.apply(job, change, self._clock())
-                if event is None:
-                    return job
-                try:
-                    await _finish_even_if_cancelled(self._commit(event, job.version))
-                except VersionConflict:
-                    continue
-                return event.job
-        raise Unavailable(f"job {job_id} is being changed too often concurrently; retry")
+            job = await self.store.get(job_id, cached=True)
+            if job is None:
+                raise NotFound(f"job {job_id} not found")
+            event = domain.apply(job, change, self._clock())
+            if event is None:
+                return job
+            return await _finish_even_if_cancelled(self._commit(event, job.version, change))
 
-    async def _commit(self, event: JobEvent, expected_version: int) -> None:
-        await self.store.update(event, expected_version)
-        self.hub.publish(event)
+    async def _commit(self, event: JobEvent, expected_version: int, change: Change) -> Job:
+        outcome = await self.store.update(event, expected_version, change)
+        if isinstance(outcome, JobEvent):
+            self.hub.publish(outcome)
+            return outcome.job
+        return outcome
 
     async def watch(self, job_id: str, after_version: int = 0) -> AsyncIterator[WatchItem]:
         """The job's events in strictly increasing version order; ends after the terminal one.

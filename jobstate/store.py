@@ -20,9 +20,10 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from jobstate import domain
 from jobstate.database import Database, lock_schema, open_database
-from jobstate.domain import TERMINAL, EventType, Job, JobEvent, Status
-from jobstate.errors import InvalidArgument, VersionConflict
+from jobstate.domain import TERMINAL, Change, EventType, Job, JobEvent, Status
+from jobstate.errors import InvalidArgument, JobStateError, NotFound
 from jobstate.groupcommit import GroupCommit
 from jobstate.schema import job_events, jobs, metadata
 
@@ -33,6 +34,13 @@ MUTABLE = ("status", "progress", "message", "output_key", "error", "external_id"
 class _Write:
     event: JobEvent
     expected_version: int | None  # None: create
+    change: Change | None = None  # re-applied to fresh state if the version check fails
+
+
+# What a write came to: the committed event; for a create whose id was taken, None; for an
+# update that lost its version check, the outcome of its change re-applied to fresh state
+# (the committed event, the unchanged job, or the domain error it raised).
+Outcome = JobEvent | Job | JobStateError | None
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -119,36 +127,61 @@ def _update_params(write: _Write) -> dict[str, Any]:
     return params
 
 
-def _apply_one(conn: Connection, write: _Write) -> bool:
+def _apply_one(conn: Connection, write: _Write) -> Outcome:
     if write.expected_version is None:
         create = _insert_if_absent(conn.dialect.name)
-        return conn.execute(create, _job_values(write.event.job)).rowcount == 1
-    return conn.execute(_UPDATE_JOB, _update_params(write)).rowcount == 1
+        inserted = conn.execute(create, _job_values(write.event.job)).rowcount == 1
+        return write.event if inserted else None
+    if conn.execute(_UPDATE_JOB, _update_params(write)).rowcount == 1:
+        return write.event
+    return _reapply(conn, write)
 
 
-def _apply_all(conn: Connection, writes: Sequence[_Write]) -> list[bool] | None:
+def _reapply(conn: Connection, write: _Write) -> Outcome:
+    """Another writer won: lock the row, apply the change to what it holds now."""
+    assert write.change is not None, "updates carry their change"
+    query = select(jobs).where(jobs.c.job_id == write.event.job_id).with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        return NotFound(f"job {write.event.job_id} not found")
+    current = _job_from_row(row)
+    try:
+        event = domain.apply(current, write.change, write.event.job.updated_at)
+    except JobStateError as exc:
+        return exc
+    if event is None:
+        return current
+    conn.execute(_UPDATE_JOB, _update_params(_Write(event, current.version)))
+    return event
+
+
+def _apply_all(conn: Connection, writes: Sequence[_Write]) -> list[Outcome] | None:
     """Every update in one executemany: all won their version check, or None (undone)."""
     if any(write.expected_version is None for write in writes):
         return None
     savepoint = conn.begin_nested()
     if conn.execute(_UPDATE_JOB, [_update_params(w) for w in writes]).rowcount == len(writes):
         savepoint.commit()
-        return [True] * len(writes)
+        return [write.event for write in writes]
     savepoint.rollback()
     return None
 
 
-def _write_batch(conn: Connection, writes: Sequence[_Write]) -> list[bool]:
-    """One transaction for many changes; per change: did its version check hold?"""
+def _write_batch(conn: Connection, writes: Sequence[_Write]) -> list[Outcome]:
+    """One transaction for many changes; one outcome per write, in order."""
     # NOTE: on SQLite a statement costs Python work while holding the GIL, so a batch of
-    # updates goes as one executemany; only when some check failed (another process wrote
-    # the same file) is it redone row by row to learn which.
-    accepted = None
+    # updates goes as one executemany; only when a version check failed (another process
+    # wrote the same file) is it redone row by row.
+    outcomes = None
     if len(writes) > 1 and conn.dialect.name == "sqlite":
-        accepted = _apply_all(conn, writes)
-    if accepted is None:
-        accepted = [_apply_one(conn, write) for write in writes]
-    events = [_event_values(w.event) for w, ok in zip(writes, accepted, strict=True) if ok]
+        outcomes = _apply_all(conn, writes)
+    if outcomes is None:
+        # Rows are locked in job id order, so replicas' batches cannot deadlock.
+        order = sorted(range(len(writes)), key=lambda i: writes[i].event.job_id)
+        outcomes = [None] * len(writes)
+        for i in order:
+            outcomes[i] = _apply_one(conn, writes[i])
+    events = [_event_values(o) for o in outcomes if isinstance(o, JobEvent)]
     if events:
         conn.execute(insert(job_events), events)
         if conn.dialect.name == "postgresql":
@@ -156,7 +189,7 @@ def _write_batch(conn: Connection, writes: Sequence[_Write]) -> list[bool]:
             # and listeners read the events themselves.
             payloads = [f"{event['job_id']}:{event['version']}" for event in events]
             conn.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "payloads": payloads})
-    return accepted
+    return outcomes
 
 
 def _create_schema(conn: Connection) -> None:
@@ -295,15 +328,15 @@ class Store:
     """Durable jobs and history. Every method raises `Unavailable` when the database fails.
 
     It keeps a small cache of jobs this process wrote, used only on the write path: a stale
-    entry (another replica wrote the job) fails the version check, is dropped, and the caller
-    retries against fresh state.
+    entry (another replica wrote the job) fails the version check, and the change is applied
+    again to the stored row in the same transaction.
     """
 
     def __init__(self, db: Database, cache_size: int = 10_000) -> None:
         self.db = db
         self._cache: OrderedDict[str, Job] = OrderedDict()
         self._cache_size = cache_size
-        self._commits: GroupCommit[_Write, bool] = GroupCommit(self._run_batch)
+        self._commits: GroupCommit[_Write, Outcome] = GroupCommit(self._run_batch)
 
     @classmethod
     async def open(cls, url: str, *, sqlite_synchronous: str = "NORMAL") -> Store:
@@ -319,7 +352,7 @@ class Store:
         await self._commits.close()
         await self.db.close()
 
-    async def _run_batch(self, writes: list[_Write]) -> list[bool]:
+    async def _run_batch(self, writes: list[_Write]) -> list[Outcome]:
         return await self.db.write(_write_batch, writes)
 
     def _remember(self, job: Job) -> None:
@@ -330,20 +363,27 @@ class Store:
 
     async def create(self, event: JobEvent) -> bool:
         """Insert a new job and its CREATED event; False if the job id already exists."""
-        created = await self._commits.submit(_Write(event, None))
+        created = await self._commits.submit(_Write(event, None)) is not None
         if created:
             self._remember(event.job)
         return created
 
-    async def update(self, event: JobEvent, expected_version: int) -> None:
-        """Commit `event.job` if the stored version is still `expected_version`.
+    async def update(
+        self, event: JobEvent, expected_version: int, change: Change
+    ) -> JobEvent | Job:
+        """Commit `event` if the stored version is still `expected_version`.
 
-        Raises VersionConflict (and forgets the cached job) when another writer won.
+        If another writer changed the job first, `change` is applied again to the stored job
+        inside the same transaction, with the row locked: returns the event committed then,
+        or the stored job when the change restates it; raises the domain error it raises.
         """
-        if not await self._commits.submit(_Write(event, expected_version)):
+        outcome = await self._commits.submit(_Write(event, expected_version, change))
+        if isinstance(outcome, JobStateError):
             self._cache.pop(event.job_id, None)
-            raise VersionConflict(f"job {event.job_id} changed concurrently")
-        self._remember(event.job)
+            raise outcome
+        assert outcome is not None
+        self._remember(outcome.job if isinstance(outcome, JobEvent) else outcome)
+        return outcome
 
     async def get(self, job_id: str, *, cached: bool = False) -> Job | None:
         if cached and (job := self._cache.get(job_id)) is not None:
