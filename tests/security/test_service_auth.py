@@ -23,12 +23,13 @@ TOKEN = "a-long-random-service-token"
 SERVICE = pb.DESCRIPTOR.services_by_name["JobStateService"]
 METHODS = [m.name for m in SERVICE.methods]
 WRONG = [
-    pytest.param((), id="no-metadata"),
-    pytest.param((("authorization", "Bearer wrong-token"),), id="wrong-token"),
-    pytest.param((("authorization", TOKEN),), id="not-bearer"),
-    pytest.param((("authorization", f"Bearer {TOKEN} "),), id="trailing-space"),
-    pytest.param((("authorization", "Bearer "),), id="empty-token"),
-    pytest.param((("x-api-token", TOKEN),), id="other-header"),
+    ("no-metadata", ()),
+    ("wrong-token", (("authorization", "Bearer wrong-token"),)),
+    ("not-bearer", (("authorization", TOKEN),)),
+    ("trailing-space", (("authorization", f"Bearer {TOKEN} "),)),
+    ("empty-token", (("authorization", "Bearer "),)),
+    ("lowercase-scheme", (("authorization", f"bearer {TOKEN}x"),)),
+    ("other-header", (("x-api-token", TOKEN),)),
 ]
 RIGHT = (("authorization", f"Bearer {TOKEN}"),)
 
@@ -76,20 +77,22 @@ async def call(channel: grpc.aio.Channel, method: str, request: Any, metadata: A
     return await rpc(request, metadata=metadata, timeout=10)
 
 
-@pytest.mark.parametrize("metadata", WRONG)
 @pytest.mark.parametrize("method", METHODS)
 async def test_every_rpc_without_the_token_is_unauthenticated(
-    server: RunningServer, channel: grpc.aio.Channel, method: str, metadata: Any
+    server: RunningServer, channel: grpc.aio.Channel, method: str
 ) -> None:
     job = (await call(channel, "CreateJob", pb.CreateJobRequest(user_id="u1"), RIGHT)).job
+    outcomes = []
+    for name, metadata in WRONG:
+        try:
+            await call(channel, method, request_for(method, job.job_id), metadata)
+        except grpc.aio.AioRpcError as exc:
+            outcomes.append((name, exc.code(), exc.details()))
+        else:
+            outcomes.append((name, grpc.StatusCode.OK, ""))
 
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call(channel, method, request_for(method, job.job_id), metadata)
-
-    assert (info.value.code(), info.value.details()) == (
-        grpc.StatusCode.UNAUTHENTICATED,
-        "a valid service token is required",
-    )
+    denied = (grpc.StatusCode.UNAUTHENTICATED, "a valid service token is required")
+    assert outcomes == [(name, *denied) for name, _ in WRONG]
     after = (await call(channel, "GetJob", pb.GetJobRequest(job_id=job.job_id), RIGHT)).job
     assert after.version == job.version  # nothing changed
     listed = await call(channel, "ListJobs", pb.ListJobsRequest(), RIGHT)

@@ -1,7 +1,8 @@
 """A fake RunPod serverless endpoint: a real aiohttp server on loopback.
 
 `jobs[external_id] = (http_status, body)` decides what `/status/{id}` answers; unknown ids
-get 404 like RunPod. Every request is recorded as (method, path, authorization header).
+get 404 like RunPod. `/run` accepts everything (IN_QUEUE, a new id) and runs nothing.
+Every request is recorded as (method, path, authorization header).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class FakeRunPod:
         app = web.Application()
         app.router.add_get("/status/{id}", self._status)
         app.router.add_post("/cancel/{id}", self._cancel)
+        app.router.add_post("/run", self._run)
         self._server = TestServer(app, host="127.0.0.1")
 
     @property
@@ -43,6 +45,12 @@ class FakeRunPod:
         if isinstance(body, str):
             return web.Response(status=status, text=body)
         return web.json_response(body, status=status)
+
+    async def _run(self, request: web.Request) -> web.Response:
+        self._record(request)
+        external_id = f"rp-run-{len(self.requests)}"
+        self.jobs[external_id] = (200, {"id": external_id, "status": "IN_QUEUE"})
+        return web.json_response({"id": external_id, "status": "IN_QUEUE"})
 
     async def _cancel(self, request: web.Request) -> web.Response:
         self._record(request)
