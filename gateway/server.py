@@ -46,6 +46,8 @@ class Gateway:
         return self.services.public_url
 
     async def start(self) -> None:
+        if len(self.config.jwt_secret.encode()) < 32:
+            log.warning("JOBSTATE_JWT_SECRET is shorter than 32 bytes; HS256 wants at least 32")
         self.services = make_services(self.config)
         app = build_app(self.services)
         self._runner = web.AppRunner(

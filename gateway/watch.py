@@ -201,6 +201,9 @@ class JobWatch:
                 if code == grpc.StatusCode.NOT_FOUND:
                     self._close_all(CLOSE_NOT_FOUND, "job not found")
                     return
+                if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    self._close_all(CLOSE_TRY_AGAIN, "too many watch streams; reconnect later")
+                    return
                 if code not in _RETRY:
                     log.error("watch of %s failed: %s %s", self.job_id, code.name, exc.details())
                     self._close_all(CLOSE_INTERNAL, "watch failed")

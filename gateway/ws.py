@@ -65,28 +65,33 @@ async def job_socket(request: web.Request) -> web.StreamResponse:
     svc.sockets.add(ws)
     svc.metrics.sockets_open.inc()
     try:
-        await _serve(request, ws, svc)
+        admitted = await _admit(request, ws, svc)
+        if admitted is not None:
+            await _serve(ws, svc, *admitted)
     finally:
         svc.sockets.discard(ws)
         svc.metrics.sockets_open.dec()
     return ws
 
 
-async def _serve(request: web.Request, ws: web.WebSocketResponse, svc: Services) -> None:
+async def _admit(
+    request: web.Request, ws: web.WebSocketResponse, svc: Services
+) -> tuple[str, int | None] | None:
+    """(job_id, after) for the job's owner; otherwise closes the socket with a code."""
     try:
         user_id = svc.users.verify(request.query.get("token", ""))
     except Unauthorized as exc:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=str(exc).encode())
-        return
+        return None
     job_id = request.match_info["job_id"]
     try:
         after = _parse_after(request.query.get("after"))
     except ValueError:
         await ws.close(code=CLOSE_BAD_REQUEST, message=b"after must be a version number")
-        return
+        return None
     if not JOB_ID_RE.fullmatch(job_id):
         await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
-        return
+        return None
     try:
         job = await svc.client.get_job(job_id)
     except grpc.aio.AioRpcError as exc:
@@ -94,11 +99,15 @@ async def _serve(request: web.Request, ws: web.WebSocketResponse, svc: Services)
             await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
         else:
             await ws.close(code=CLOSE_TRY_AGAIN, message=b"jobstate unavailable; reconnect")
-        return
+        return None
     if job.user_id != user_id:
         await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
-        return
+        return None
+    return job_id, after
 
+
+async def _serve(ws: web.WebSocketResponse, svc: Services, job_id: str, after: int | None) -> None:
+    """Join the job's shared stream and answer pings until the socket closes."""
     outbox = Outbox(ws, svc.metrics)
     watcher = Watcher(outbox, after)
     svc.hub.join(job_id, watcher, after)

@@ -42,9 +42,7 @@
     if (!err) return "Something went wrong.";
     if (err.status === 401) return "Your session is not valid any more; reload the page.";
     if (err.status === 413) return "Those export settings are too large.";
-    if (err.status === 502 || err.status === 503) {
-      return "The render service is unavailable right now (" + err.message + "). Try again shortly.";
-    }
+    if (err.status === 502 || err.status === 503) return err.message + ". Try again shortly.";
     if (err instanceof TypeError) return "Cannot reach the server. Check your connection.";
     return err.message || String(err);
   }
