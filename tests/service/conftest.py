@@ -35,6 +35,7 @@ from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
 POSTGRES_ENV = "JOBSTATE_TEST_POSTGRES_URL"
 WAIT = 20.0  # generous deadline for "eventually"; never a synchronisation device
+PROCESS_WAIT = 60.0  # a process start or exit on a loaded 2-core machine
 JOBSTATE = Path(sys.executable).with_name("jobstate")
 
 
@@ -296,7 +297,7 @@ class ServeProcess:
     async def wait_listening(self) -> int:
         waiter = asyncio.ensure_future(self._listening.wait())
         exited = asyncio.ensure_future(self.proc.wait())
-        await asyncio.wait({waiter, exited}, timeout=WAIT, return_when="FIRST_COMPLETED")
+        await asyncio.wait({waiter, exited}, timeout=PROCESS_WAIT, return_when="FIRST_COMPLETED")
         waiter.cancel()
         exited.cancel()
         if not self._listening.is_set():
@@ -307,9 +308,9 @@ class ServeProcess:
         self.proc.send_signal(signum)
 
     async def wait(self) -> int:
-        code = await asyncio.wait_for(self.proc.wait(), WAIT)
+        code = await asyncio.wait_for(self.proc.wait(), PROCESS_WAIT)
         if self._reader is not None:
-            await asyncio.wait_for(self._reader, WAIT)
+            await asyncio.wait_for(self._reader, PROCESS_WAIT)
         return code
 
 
@@ -320,17 +321,22 @@ SpawnFactory = Callable[..., Awaitable[ServeProcess]]
 async def spawn() -> AsyncIterator[SpawnFactory]:
     """Start `jobstate serve` subprocesses (`await spawn(*args, env=..., listening=True)`).
 
+    The environment is ours minus JOBSTATE_* variables, with ENVIRONMENT=development, then `env`.
+
     With listening=True it waits for the "listening" log line and reads the port from it.
     Every process still running afterwards is killed and reaped.
     """
     procs: list[ServeProcess] = []
 
     async def _spawn(
-        *args: str, env: dict[str, str] | None = None, listening: bool = True
+        *args: str, env: dict[str, str | None] | None = None, listening: bool = True
     ) -> ServeProcess:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("JOBSTATE_")}
-        environ.update({"ENVIRONMENT": "development"})
-        environ.update(env or {})
+        environ["ENVIRONMENT"] = "development"
+        for name, value in (env or {}).items():  # None removes a variable
+            environ.pop(name, None)
+            if value is not None:
+                environ[name] = value
         proc = await asyncio.create_subprocess_exec(
             str(JOBSTATE),
             "serve",
