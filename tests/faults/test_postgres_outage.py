@@ -2,7 +2,8 @@
 
 `jobstate serve` (a real process) reaches a database of this test's own through a TCP proxy
 the test controls; cutting the proxy is the database stopping (every connection dropped, new
-ones refused) without touching the shared PostgreSQL server. Skipped without
+ones refused) without touching the shared PostgreSQL server. A gateway in front of the service
+answers 503 meanwhile. Skipped without
 JOBSTATE_TEST_POSTGRES_URL.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 from support.poll import until
@@ -19,10 +21,14 @@ from support.postgres import admin_url, scratch_database
 from support.servers import ServeProcess, create_job, history, stub
 from support.tcpproxy import TcpProxy
 
+from gateway.auth import UserAuth
+from gateway.config import GatewayConfig
+from gateway.server import Gateway
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
 JOBS = 8
+JWT_SECRET = "outage-test-jwt-secret-long-enough-for-hs256"
 RPC_DEADLINE = 8.0  # the service's own timeouts (connect 5 s) must answer before this
 
 
@@ -70,8 +76,33 @@ class Load:
         return len(self.acked)
 
 
+@pytest.fixture
+async def gateway(serve_via_proxy: tuple[ServeProcess, TcpProxy]) -> AsyncIterator[Gateway]:
+    proc, _ = serve_via_proxy
+    gateway = Gateway(
+        GatewayConfig(
+            jwt_secret=JWT_SECRET,
+            callback_secret="outage-callback-secret",
+            port=0,
+            jobstate_target=proc.target,
+        )
+    )
+    await gateway.start()
+    yield gateway
+    await gateway.stop()
+
+
+async def gateway_get(gateway: Gateway, path: str) -> tuple[int, object]:
+    headers = {"Authorization": f"Bearer {UserAuth(JWT_SECRET).mint('u1')}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(gateway.url + path, headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
 async def test_rpcs_fail_fast_then_recover_and_nothing_acknowledged_is_lost(
-    serve_via_proxy: tuple[ServeProcess, TcpProxy],
+    serve_via_proxy: tuple[ServeProcess, TcpProxy], gateway: Gateway
 ) -> None:
     proc, proxy = serve_via_proxy
     async with grpc.aio.insecure_channel(
@@ -99,6 +130,11 @@ async def test_rpcs_fail_fast_then_recover_and_nothing_acknowledged_is_lost(
                 grpc.StatusCode.UNAVAILABLE,
                 "the job store is unavailable; retry shortly",
             )
+            # The gateway in front answers 503, and says why, in JSON.
+            assert await gateway_get(gateway, "/api/jobs/pg-0") == (
+                503,
+                {"error": "the jobstate service is unavailable; try again shortly"},
+            )
             acked_during_outage = load.acks()
 
             proxy.restore()  # the database is back: no restart, no intervention
@@ -107,6 +143,7 @@ async def test_rpcs_fail_fast_then_recover_and_nothing_acknowledged_is_lost(
                 within=60,
                 what="updates to succeed again after the database came back",
             )
+            assert (await gateway_get(gateway, "/api/jobs/pg-0"))[0] == 200
         finally:
             load.stop.set()
             await asyncio.gather(*workers)
