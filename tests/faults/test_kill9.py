@@ -7,14 +7,12 @@ version it was acknowledged with, and each job's history replays with contiguous
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
 import pytest
-from support.postgres import scratch_database
-from support.servers import ServeProcess, create_job, history, sqlite_url, stub
+from support.postgres import database_url
+from support.servers import ServeProcess, create_job, history, stub
 
 from jobstate.v1 import jobstate_pb2 as pb
 
@@ -23,18 +21,9 @@ UPDATES = 1000
 KILL_AFTER = 50  # acknowledgements; the rest of the burst is still in flight
 
 
-@asynccontextmanager
-async def database(backend: str, tmp_path: Path) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    async with scratch_database("jobstate_kill9") as url:
-        yield url.render_as_string(hide_password=False)
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_every_acknowledged_update_survives_kill_9(backend: str, tmp_path: Path) -> None:
-    async with database(backend, tmp_path) as url:
+    async with database_url(backend, tmp_path, "jobstate_kill9") as url:
         proc = ServeProcess(url, log_path=tmp_path / "serve.log")
         await proc.start()
         job_ids = [f"k9-{i}" for i in range(JOBS)]

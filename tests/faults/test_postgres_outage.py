@@ -3,8 +3,7 @@
 `jobstate serve` (a real process) reaches a database of this test's own through a TCP proxy
 the test controls; cutting the proxy is the database stopping (every connection dropped, new
 ones refused) without touching the shared PostgreSQL server. A gateway in front of the service
-answers 503 meanwhile. Skipped without
-JOBSTATE_TEST_POSTGRES_URL.
+answers 503 meanwhile. Skipped without JOBSTATE_TEST_POSTGRES_URL.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from support.poll import until
+from support.postgres import database_url
 from support.servers import create_job, history, service, stub
 
 from jobstate.domain import EventType
@@ -75,10 +76,14 @@ async def first_messages(
     return got
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_finished_jobs_lose_progress_events_and_keep_the_rest(
-    tmp_path: Path, channel_for: object
+    tmp_path: Path, channel_for: object, backend: str
 ) -> None:
-    async with service(tmp_path, history_retention=0, retention_interval=TICK) as server:
+    async with (
+        database_url(backend, tmp_path, "jobstate_retention") as url,
+        service(tmp_path, database_url=url, history_retention=0, retention_interval=TICK) as server,
+    ):
         client = channel_for(server)  # type: ignore[operator]
         await run_job(client, "still-running", 3)  # versions 1..5
         await run_job(client, "done", 4)  # versions 1..6

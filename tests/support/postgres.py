@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -45,3 +46,15 @@ async def scratch_database(prefix: str = "jobstate_test") -> AsyncIterator[URL]:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+@asynccontextmanager
+async def database_url(
+    backend: str, directory: Path, prefix: str = "jobstate_test"
+) -> AsyncIterator[str]:
+    """A URL for `backend`: "sqlite" (a file in `directory`) or "postgres" (a scratch database)."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{directory / 'jobstate.db'}"
+        return
+    async with scratch_database(prefix) as url:
+        yield url.render_as_string(hide_password=False)
