@@ -8,6 +8,7 @@ open, see every version exactly once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -29,9 +30,8 @@ async def start_gateway(http: aiohttp.ClientSession, tmp_path: Path) -> AsyncIte
     started: list[GatewayProcess] = []
 
     async def start(*args: str, **env: str) -> GatewayProcess:
-        gateway = GatewayProcess(
-            args=args, env=gateway_env(**env), log_path=tmp_path / f"gateway{len(started)}.log"
-        )
+        name = f"gateway{len(started)}.log"
+        gateway = GatewayProcess(args=args, env=gateway_env(**env), log_path=tmp_path / name)
         started.append(gateway)
         await gateway.start(http)
         return gateway
@@ -108,8 +108,10 @@ async def test_a_callback_on_gateway_b_reaches_sockets_on_gateway_a(
 ) -> None:
     one, two = await cluster.start(2)
     # Each gateway talks to a different replica, so the events cross replicas too.
-    gateway_a = await start_gateway("--jobstate-target", one.target)
-    gateway_b = await start_gateway("--jobstate-target", two.target)
+    gateway_a, gateway_b = await asyncio.gather(
+        start_gateway("--jobstate-target", one.target),
+        start_gateway("--jobstate-target", two.target),
+    )
     browser = Browser(http)
     job_id = await browser.start_job(gateway_a, {"clip": "two gateways"})
     on_a = [await browser.socket(gateway_a, job_id) for _ in range(2)]
