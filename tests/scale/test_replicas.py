@@ -42,17 +42,6 @@ async def progress(replica: Replica, job_id: str, value: float, message: str) ->
     return (await replica.stub.ReportProgress(request, timeout=30)).job
 
 
-async def progress_retrying(replica: Replica, job_id: str, value: float, message: str) -> pb.Job:
-    """ReportProgress, retried on UNAVAILABLE as the contract lets a client do."""
-    for _ in range(20):
-        try:
-            return await progress(replica, job_id, value, message)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
-    return await progress(replica, job_id, value, message)
-
-
 async def complete(replica: Replica, job_id: str, key: str = "exports/out.mp4") -> pb.Job:
     request = pb.CompleteJobRequest(job_id=job_id, output_key=key)
     return (await replica.stub.CompleteJob(request, timeout=30)).job
@@ -95,7 +84,7 @@ async def test_watchers_on_both_replicas_see_the_same_interleaved_history(
     streams = [await watch(r.stub, "both", first=1) for r in (one, two)]
     # Concurrent writers on both replicas: the order is decided by the database.
     await asyncio.gather(
-        *(progress_retrying((one, two)[i % 2], "both", 10.0, f"m{i}") for i in range(30)),
+        *(progress((one, two)[i % 2], "both", 10.0, f"m{i}") for i in range(30)),
     )
     final = await complete(two, "both")
 
@@ -117,17 +106,13 @@ async def test_500_concurrent_updates_across_two_replicas_stay_contiguous(
         *(progress((one, two)[i % 2], "contended", 50.0, f"update {i}") for i in range(n)),
         return_exceptions=True,
     )
+    refused = [r for r in results if not isinstance(r, pb.Job)]
+    # The loser of a version check re-applies the change to fresh state: nothing is refused
+    # (before 5bc1fc3 a few percent ended in UNAVAILABLE "changed too often concurrently").
+    assert refused == [], f"{len(refused)} of {n} updates failed, first: {refused[0]!r}"
     acked = {f"update {i}": r for i, r in enumerate(results) if isinstance(r, pb.Job)}
-    refused = {f"update {i}": r for i, r in enumerate(results) if not isinstance(r, pb.Job)}
-    # A refusal may only be the retryable "changed too often concurrently" (see the next test).
-    assert {
-        (e.code(), "changed too often concurrently" in (e.details() or ""))
-        for e in refused.values()
-        if isinstance(e, grpc.aio.AioRpcError)
-    } <= {(grpc.StatusCode.UNAVAILABLE, True)}, refused
-    assert all(isinstance(e, grpc.aio.AioRpcError) for e in refused.values()), refused
     final = await complete(two, "contended")
-    assert final.version == len(acked) + 2
+    assert final.version == n + 2
 
     history = await replay(one, "contended", after=1)
     assert [item.job.version for item in history] == list(range(2, final.version + 1))
@@ -135,33 +120,12 @@ async def test_500_concurrent_updates_across_two_replicas_stay_contiguous(
     assert sorted(job.version for job in acked.values()) == list(range(2, final.version))
     for job in acked.values():
         assert content(by_version[job.version]) == content(job)
-    # Every acknowledged change is in history, and nothing that was refused.
+    # Every acknowledged change is in history, each exactly once.
     assert {by_version[v].message for v in range(2, final.version)} == set(acked)
     # Both replicas replay the same history.
     assert [content(i.job) for i in await replay(two, "contended", after=1)] == [
         content(i.job) for i in history
     ]
-    # Recorded for the next test, which holds the service to refusing none of them.
-    _REFUSALS.append(len(refused))
-
-
-_REFUSALS: list[int] = []
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobstate/service.py JobService.change gives up after 8 lost version checks "
-    "(UNAVAILABLE 'being changed too often concurrently'): the replica that just won keeps a warm "
-    "cache and commits straight away, while the loser must re-read first, so under steady "
-    "contention the loser keeps losing (15-26 of 500 refused here; 1 of 30 seen too)",
-)
-async def test_contended_updates_across_replicas_are_not_refused() -> None:
-    """The loser of a version check retries against fresh state; under two replicas' steady
-    contention that must not end in UNAVAILABLE for the client (the issue: "the loser retries",
-    "no acknowledged change is lost")."""
-    if not _REFUSALS:
-        pytest.skip("needs the 500-update run above")
-    assert _REFUSALS == [0], f"{_REFUSALS[0]} of 500 contended updates answered UNAVAILABLE"
 
 
 async def test_a_finished_job_stays_finished_under_writes_from_both_replicas(
