@@ -67,6 +67,15 @@ class FakeRunPod:
     async def next_submission(self, within: float = 15) -> dict[str, Any]:
         return await asyncio.wait_for(self.submissions.get(), within)
 
+    async def wait_cancelled(self, external_id: str, within: float = 15) -> None:
+        """Until RunPod's cancel for `external_id` arrived; AssertionError after `within` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while external_id not in self.cancelled:
+            if loop.time() > deadline:
+                raise AssertionError(f"no cancel for {external_id} within {within} s")
+            await asyncio.sleep(0.05)
+
     async def _run(self, request: web.Request) -> web.Response:
         if self.run_status != 200:
             return web.json_response({"error": "no capacity"}, status=self.run_status)
