@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from jobstate import domain
+from jobstate import errors as domain_errors
 from jobstate.server import RunningServer
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
@@ -663,3 +665,128 @@ async def test_reflection_is_served(sqlite_server: RunningServer, connect: Chann
         "CancelJob",
         "WatchJob",
     }
+
+
+# --- more contract corners ------------------------------------------------------------------
+
+
+async def test_idempotency_key_holds_for_24_hours(server: RunningServer, stub: Stub) -> None:
+    # A job created with the key 25 hours ago (written through the server's own store, the only
+    # way to age it) no longer answers for that key; one 23 hours old still does.
+    now = datetime.now(UTC)
+    old = domain.new_job("old", "u1", "k", {}, now - timedelta(hours=25), idempotency_key="a")
+    recent = domain.new_job("recent", "u1", "k", {}, now - timedelta(hours=23), idempotency_key="b")
+    assert await server.store.create(old) and await server.store.create(recent)
+
+    fresh = await create_job(stub, user_id="u1", idempotency_key="a")
+    again = await create_job(stub, user_id="u1", idempotency_key="b")
+
+    assert (fresh.job_id != "old", fresh.version) == (True, 1)
+    assert again.job_id == "recent"
+
+
+async def test_list_jobs_page_size_is_capped_at_500(sqlite_stub: Stub) -> None:
+    await asyncio.gather(*(create_job(sqlite_stub, f"j{i:03d}") for i in range(501)))
+    page = await sqlite_stub.ListJobs(pb.ListJobsRequest(user_id="u1", page_size=10_000))
+    rest = await sqlite_stub.ListJobs(
+        pb.ListJobsRequest(user_id="u1", page_size=10_000, page_token=page.next_page_token)
+    )
+    assert (len(page.jobs), bool(page.next_page_token)) == (500, True)
+    assert (len(rest.jobs), rest.next_page_token) == (1, "")
+    assert len({j.job_id for j in [*page.jobs, *rest.jobs]}) == 501
+
+
+OPS = {
+    "submit": lambda job_id, rng: (
+        "MarkSubmitted",
+        pb.MarkSubmittedRequest(job_id=job_id, external_id=rng.choice(["rp-1", "rp-2"])),
+        domain.Submit,
+        "external_id",
+    ),
+    "progress": lambda job_id, rng: (
+        "ReportProgress",
+        pb.ReportProgressRequest(
+            job_id=job_id,
+            progress=rng.choice([0.0, 10.0, 10.0, 50.0, 99.5, 100.0, 150.0]),
+            message=rng.choice(["", "a", "b"]),
+        ),
+        domain.Progress,
+        ("progress", "message"),
+    ),
+    "complete": lambda job_id, rng: (
+        "CompleteJob",
+        pb.CompleteJobRequest(job_id=job_id, output_key=rng.choice(["k1", "k2", ""])),
+        domain.Complete,
+        "output_key",
+    ),
+    "fail": lambda job_id, rng: (
+        "FailJob",
+        pb.FailJobRequest(job_id=job_id, error=rng.choice(["", "boom"])),
+        domain.Fail,
+        "error",
+    ),
+    "cancel": lambda job_id, rng: (
+        "CancelJob",
+        pb.CancelJobRequest(job_id=job_id, reason="stop"),
+        domain.Cancel,
+        "reason",
+    ),
+}
+MODEL_CODES = {
+    domain_errors.InvalidArgument: INVALID,
+    domain_errors.FailedPrecondition: PRECONDITION,
+}
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_random_rpc_sequences_follow_the_state_machine(stub: Stub, seed: int) -> None:
+    """The server, RPC after RPC, agrees with the pure state machine on every outcome."""
+    rng = random.Random(seed)
+    model: dict[str, domain.Job] = {}
+
+    async def new(job_id: str) -> None:
+        assert (await create_job(stub, job_id)).version == 1
+        model[job_id] = domain.new_job(job_id, "u1", "overlay", {}, T0).job
+
+    for job_id in ("a", "b"):
+        await new(job_id)
+    log_server, log_model = [], []
+    for step in range(80):
+        open_jobs = [j for j, job in model.items() if not job.status.terminal]
+        if not open_jobs or rng.random() < 0.05:
+            await new(f"n{step}")
+            continue
+        # Mostly jobs still open (where most of the state machine is); sometimes finished ones.
+        job_id = rng.choice(open_jobs if rng.random() < 0.8 else list(model))
+        op = rng.choices(list(OPS), weights=[2, 6, 1, 1, 1])[0]
+        method, request, change_type, fields = OPS[op](job_id, rng)
+        names = fields if isinstance(fields, tuple) else (fields,)
+        change = change_type(*(getattr(request, n) for n in names))
+        try:
+            event = domain.apply(model[job_id], change, T0)
+        except (domain_errors.InvalidArgument, domain_errors.FailedPrecondition) as exc:
+            expected: tuple = (MODEL_CODES[type(exc)],)
+        else:
+            if event is not None:
+                model[job_id] = event.job
+            job = model[job_id]
+            expected = (OK, job.status.value, job.progress, job.message, job.version)
+        try:
+            got = (await getattr(stub, method)(request)).job
+        except grpc.aio.AioRpcError as exc:
+            actual: tuple = (exc.code(),)
+        else:
+            status = pb.JobStatus.Name(got.status).removeprefix("JOB_STATUS_").lower()
+            actual = (OK, status, got.progress, got.message, got.version)
+        log_model.append((method, job_id, *expected))
+        log_server.append((method, job_id, *actual))
+    assert log_server == log_model
+    stored = {job_id: (await get(stub, job_id)) for job_id in model}
+    assert {j: (s.version, s.progress, s.external_id, s.output_key) for j, s in stored.items()} == {
+        j: (m.version, m.progress, m.external_id, m.output_key) for j, m in model.items()
+    }
+    outcomes = {entry[2] for entry in log_model}
+    assert outcomes == {OK, INVALID, PRECONDITION}  # the sequence reached every kind of answer
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
