@@ -126,3 +126,16 @@ async def test_two_replicas_on_one_postgres_keep_versions_contiguous(
         assert sorted(history) == list(range(2, 203))
         assert sorted(history[v].message for v in range(2, 202)) == sorted(messages)
         assert [a.job for a in answers] == [history[a.job.version] for a in answers]
+
+
+async def test_replicas_starting_together_on_a_fresh_database(
+    postgres_url: str, start: ServerFactory, connect: ChannelFactory
+) -> None:
+    # Schema creation races between replicas must be harmless.
+    replicas = await asyncio.gather(*(start(postgres_url) for _ in range(3)))
+    stubs = [Stub(connect(r.port)) for r in replicas]
+    await create_job(stubs[0], "j")
+    versions = [
+        (await report(stub, "j", 10 * (i + 1), "")).job.version for i, stub in enumerate(stubs)
+    ]
+    assert versions == [2, 3, 4]

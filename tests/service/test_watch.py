@@ -325,3 +325,46 @@ async def test_watch_on_one_replica_sees_changes_made_on_another(
 
     assert log_of(await watch.rest()) == expected
     assert await watch.code() == OK
+
+
+async def test_watch_streams_per_process_are_limited(
+    sqlite_url: str, start: ServerFactory, connect: ChannelFactory
+) -> None:
+    running = await start(sqlite_url, max_watch_streams=3)
+    stub = pb_grpc.JobStateServiceStub(connect(running.port))
+    await create_job(stub, "j")
+    watches = [Watch(stub, "j") for _ in range(3)]
+    for watch in watches:
+        assert log_of(await watch.until(1)) == [("SNAPSHOT", 1)]
+
+    refused = Watch(stub, "j")
+    assert await refused.rest() == []
+    assert await refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "3" in (await refused.call.details() or "")
+
+    await watches[0].cancel()
+    await eventually(lambda: running.servicer.watch_streams == 2, "a stream is released")
+    again = Watch(stub, "j")
+    assert log_of(await again.until(1)) == [("SNAPSHOT", 1)]
+
+
+async def test_watchers_on_both_replicas_see_interleaved_writes_without_gaps(
+    postgres_url: str, start: ServerFactory, connect: ChannelFactory
+) -> None:
+    replicas = [await start(postgres_url), await start(postgres_url)]
+    stubs = [pb_grpc.JobStateServiceStub(connect(r.port)) for r in replicas]
+    await create_job(stubs[0], "j")
+    watches = [Watch(stub, "j") for stub in stubs for _ in range(2)]
+    for watch in watches:
+        assert log_of(await watch.until(1)) == [("SNAPSHOT", 1)]
+
+    async def writer(stub: Stub, name: str) -> None:
+        for i in range(60):  # one change at a time: a watcher that keeps up misses nothing
+            await progress(stub, "j", 50, f"{name}-{i}")
+
+    await asyncio.gather(writer(stubs[0], "a"), writer(stubs[1], "b"))
+    final = (await complete(stubs[1], "j")).version
+    expected = [("PROGRESS", v) for v in range(2, final)] + [("COMPLETE", final)]
+    assert final == 122
+    assert [log_of(await w.rest()) for w in watches] == [expected] * len(watches)
+    assert [await w.code() for w in watches] == [OK] * len(watches)
