@@ -12,7 +12,7 @@ from jobstate.server import RunningServer
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
-from .conftest import ChannelFactory, ServerFactory, Watch, create_job
+from .conftest import WAIT, ChannelFactory, ServerFactory, Watch, create_job
 
 Stub = pb_grpc.JobStateServiceStub
 
@@ -94,12 +94,18 @@ async def test_jobs_on_other_shards_do_not_wait_for_a_held_lock(
         blocked = asyncio.ensure_future(report(stub, held, 10, "waits"))
         # Every job on another shard is changed, watched to completion and read back while
         # the held job's lock is taken.
-        answers = await asyncio.gather(*(report(stub, job_id, 10, "ok") for job_id in others))
-        finished = await asyncio.gather(
-            *(
-                stub.CompleteJob(pb.CompleteJobRequest(job_id=job_id, output_key="k"))
-                for job_id in others
-            )
+        # (A deadline only turns "waits for the held lock forever" into a clear failure.)
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(report(stub, job_id, 10, "ok") for job_id in others)), WAIT
+        )
+        finished = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    stub.CompleteJob(pb.CompleteJobRequest(job_id=job_id, output_key="k"))
+                    for job_id in others
+                )
+            ),
+            WAIT,
         )
         assert {(a.job.version, a.job.progress) for a in answers} == {(2, 10.0)}
         assert {(f.job.version, f.job.status) for f in finished} == {(3, pb.JOB_STATUS_COMPLETE)}
