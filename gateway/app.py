@@ -43,6 +43,7 @@ def make_services(config: GatewayConfig) -> Services:
         api_token=config.api_token,
         timeout=config.rpc_timeout,
         metrics=metrics,
+        tls_ca=config.tls_ca,
     )
     storage = Storage(config)
     worker: Worker

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -38,12 +39,24 @@ class JobStateClient:
     """Typed wrappers around the JobStateService stub; each returns the response's `Job`."""
 
     def __init__(
-        self, target: str, *, api_token: str = "", timeout: float = 5.0, metrics: Metrics
+        self,
+        target: str,
+        *,
+        api_token: str = "",
+        timeout: float = 5.0,
+        metrics: Metrics,
+        tls_ca: str = "",
     ) -> None:
+        """`tls_ca`: path of a PEM CA bundle; when given, the channel uses TLS and trusts only
+        that CA (JOBSTATE_TLS_CA). Raises OSError if it cannot be read."""
         options = list(CHANNEL_OPTIONS)
         if "," in target:  # several replicas: ipv4:a:1,b:2 spreads calls over them
             options.append(("grpc.lb_policy_name", "round_robin"))
-        self._channel = grpc.aio.insecure_channel(target, options=options)
+        if tls_ca:
+            credentials = grpc.ssl_channel_credentials(Path(tls_ca).read_bytes())
+            self._channel = grpc.aio.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=options)
         self._stub = pb_grpc.JobStateServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._metadata = (("authorization", f"Bearer {api_token}"),) if api_token else ()

@@ -98,6 +98,8 @@ class GatewayConfig:
     r2_secret_access_key: str = field(default="", repr=False)
     r2_bucket: str = DEFAULT_BUCKET
     api_token: str = field(default="", repr=False)
+    # PEM CA bundle that signed jobstate's TLS certificate; empty: plaintext gRPC.
+    tls_ca: str = ""
     rpc_timeout: float = 5.0
     runpod_timeout: float = 10.0
     ws_heartbeat: float = 30.0
@@ -115,6 +117,8 @@ class GatewayConfig:
             raise ConfigError("JOBSTATE_CALLBACK_SECRET is required when ENVIRONMENT=production")
         if not self.jobstate_target.strip():
             raise ConfigError("JOBSTATE_TARGET must not be empty")
+        if self.tls_ca and not Path(self.tls_ca).is_file():
+            raise ConfigError(f"JOBSTATE_TLS_CA {self.tls_ca!r} is not a readable file")
         if not self.output_prefix:
             raise ConfigError("R2_OUTPUT_PREFIX must not be empty")
         if self.public_url:
@@ -201,6 +205,7 @@ class GatewayConfig:
             r2_secret_access_key=env.get("R2_SECRET_ACCESS_KEY", ""),
             r2_bucket=env.get("R2_BUCKET") or DEFAULT_BUCKET,
             api_token=env.get("JOBSTATE_API_TOKEN", ""),
+            tls_ca=env.get("JOBSTATE_TLS_CA", ""),
             rpc_timeout=_seconds(env, "GATEWAY_RPC_TIMEOUT", 5.0),
             runpod_timeout=_seconds(env, "RUNPOD_TIMEOUT", 10.0),
             ws_heartbeat=_seconds(env, "GATEWAY_WS_HEARTBEAT", 30.0),

@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
@@ -85,6 +86,7 @@ def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
 class ReconcileConfig:
     jobstate_target: str = "127.0.0.1:50051"
     api_token: str = field(default="", repr=False)
+    tls_ca: str = ""
     runpod_endpoint_url: str = ""
     runpod_api_key: str = field(default="", repr=False)
     output_prefix: str = "exports/"
@@ -103,6 +105,8 @@ class ReconcileConfig:
             raise ConfigError(
                 f"RUNPOD_ENDPOINT_URL must be an http(s) URL, got {self.runpod_endpoint_url!r}"
             )
+        if self.tls_ca and not Path(self.tls_ca).is_file():
+            raise ConfigError(f"JOBSTATE_TLS_CA {self.tls_ca!r} is not a readable file")
         if not self.output_prefix:
             raise ConfigError("R2_OUTPUT_PREFIX must not be empty")
         if self.hard_deadline <= self.stale_after:
@@ -119,6 +123,7 @@ class ReconcileConfig:
         return cls(
             jobstate_target=environ.get("JOBSTATE_TARGET", "").strip() or cls.jobstate_target,
             api_token=environ.get("JOBSTATE_API_TOKEN", ""),
+            tls_ca=environ.get("JOBSTATE_TLS_CA", "").strip(),
             runpod_endpoint_url=runpod_url.rstrip("/"),
             runpod_api_key=environ.get("RUNPOD_API_KEY", ""),
             output_prefix=environ.get("R2_OUTPUT_PREFIX", "").strip() or "exports/",
@@ -322,6 +327,7 @@ async def _main(config: ReconcileConfig) -> int:
         api_token=config.api_token,
         timeout=config.rpc_timeout,
         metrics=metrics,
+        tls_ca=config.tls_ca,
     )
     runpod: RunPodClient | None = None
     if config.runpod_endpoint_url:

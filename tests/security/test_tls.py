@@ -1,15 +1,23 @@
-"""TLS on the gRPC port (`--tls-cert/--tls-key`) with a certificate made by the test, and the
-production rule that a non-loopback listen address needs JOBSTATE_API_TOKEN."""
+"""TLS on the gRPC port (`--tls-cert/--tls-key`) with a certificate made by the test, the
+clients' side (JOBSTATE_TLS_CA for the gateway and the reconciler), and the production rule
+that a non-loopback listen address needs JOBSTATE_API_TOKEN."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 from support.certs import self_signed
 from support.servers import ServeProcess, run_serve, service, sqlite_url
 
+from gateway.client import JobStateClient
+from gateway.config import GatewayConfig
+from gateway.metrics import Metrics
+from gateway.reconcile import ReconcileConfig, Reconciler
+from gateway.server import Gateway
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
@@ -102,3 +110,58 @@ def test_production_refuses_a_public_address_without_a_token(tmp_path: Path) -> 
         "jobstate serve: refusing to listen on non-loopback 0.0.0.0:0 in production without "
         "JOBSTATE_API_TOKEN\n",
     )
+
+
+async def test_gateway_and_reconciler_reach_a_tls_service_with_jobstate_tls_ca(
+    tmp_path: Path,
+) -> None:
+    pair = self_signed(tmp_path / "tls")
+    async with service(
+        tmp_path, api_token=TOKEN, tls_cert=str(pair.cert), tls_key=str(pair.key)
+    ) as server:
+        target = f"127.0.0.1:{server.port}"
+        env = {
+            "ENVIRONMENT": "production",
+            "JOBSTATE_JWT_SECRET": "tls-test-jwt-secret-that-is-long-enough",
+            "JOBSTATE_CALLBACK_SECRET": "tls-test-callback-secret",
+            "JOBSTATE_API_TOKEN": TOKEN,
+            "JOBSTATE_TARGET": target,
+            "GATEWAY_LISTEN": "127.0.0.1:0",
+        }
+        healthz = {}
+        for name, extra in (("with-ca", {"JOBSTATE_TLS_CA": str(pair.cert)}), ("without", {})):
+            gateway = Gateway(GatewayConfig.from_env({**env, **extra}))
+            await gateway.start()
+            try:
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(f"{gateway.url}/healthz") as response,
+                ):
+                    healthz[name] = response.status
+            finally:
+                await gateway.stop()
+        assert healthz == {"with-ca": 200, "without": 503}
+
+        config = ReconcileConfig.from_env({**env, "JOBSTATE_TLS_CA": str(pair.cert)})
+        client = JobStateClient(
+            config.jobstate_target, api_token=config.api_token, tls_ca=config.tls_ca,
+            metrics=Metrics(),
+        )  # fmt: skip
+        try:
+            job = await client.create_job("u1", "overlay", {})
+            summary = await Reconciler(client, None, stale_after=0).run_once()
+            after = await client.get_job(job.job_id)
+        finally:
+            await client.close()
+        assert (summary, after.status) == ({"examined": 1, "failed": 1}, pb.JOB_STATUS_ERROR)
+
+
+@pytest.mark.parametrize("build", [GatewayConfig.from_env, ReconcileConfig.from_env])
+def test_a_missing_tls_ca_file_is_a_configuration_error(tmp_path: Path, build: Any) -> None:
+    env = {
+        "JOBSTATE_JWT_SECRET": "x" * 40,
+        "JOBSTATE_CALLBACK_SECRET": "y" * 40,
+        "JOBSTATE_TLS_CA": str(tmp_path / "nope.crt"),
+    }
+    with pytest.raises(ValueError, match=r"JOBSTATE_TLS_CA '.*nope\.crt' is not a readable file"):
+        build(env)
