@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.metrics import Metrics
@@ -97,10 +98,19 @@ class JobStateClient:
         return await self._call("GetJob", pb.GetJobRequest(job_id=job_id))
 
     async def list_jobs(
-        self, user_id: str, page_size: int, page_token: str = "", statuses: list[int] | None = None
+        self,
+        user_id: str,
+        page_size: int,
+        page_token: str = "",
+        statuses: list[int] | None = None,
+        updated_before: Timestamp | None = None,
     ) -> pb.ListJobsResponse:
         request = pb.ListJobsRequest(
-            user_id=user_id, page_size=page_size, page_token=page_token, statuses=statuses or []
+            user_id=user_id,
+            page_size=page_size,
+            page_token=page_token,
+            statuses=statuses or [],
+            updated_before=updated_before,
         )
         return await self._rpc("ListJobs", request)
 

@@ -207,15 +207,13 @@ class Reconciler:
         summary: Counter[str] = Counter()
         token = ""
         while True:
-            request = pb.ListJobsRequest(
-                page_size=self.page_size,
-                page_token=token,
+            page = await self.client.list_jobs(
+                "",  # every user's jobs
+                self.page_size,
+                token,
                 statuses=sorted(_UNSETTLED),
                 updated_before=cutoff,
             )
-            # NOTE: JobStateClient.list_jobs has no updated_before (yet); same call, same
-            # deadline and token, through its one RPC path.
-            page = await self.client._rpc("ListJobs", request)
             outcomes = await asyncio.gather(*(self._settle(job, now) for job in page.jobs))
             summary.update(outcomes)
             if page.jobs:
