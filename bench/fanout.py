@@ -86,6 +86,7 @@ def run_relay(port: int) -> None:
 async def run_loadgen(urls: list[str], rate: float, seconds: float) -> None:
     connector = aiohttp.TCPConnector(limit=256)
     sent = failed = late = 0
+    rtts: list[float] = []
     progress = [0] * len(urls)
     pending: set[asyncio.Task[None]] = set()
 
@@ -99,12 +100,14 @@ async def run_loadgen(urls: list[str], rate: float, seconds: float) -> None:
                 "progress": progress[index] / 1000,
                 "message": f"t={time.monotonic():.6f}",
             }
+            began = time.monotonic()
             try:
                 async with http.post(urls[index], json=body) as response:
                     if response.status != 200:
                         failed += 1
             except aiohttp.ClientError:
                 failed += 1
+            rtts.append(time.monotonic() - began)
 
         total = int(rate * seconds)
         start = time.monotonic()
@@ -120,7 +123,9 @@ async def run_loadgen(urls: list[str], rate: float, seconds: float) -> None:
             task.add_done_callback(pending.discard)
             sent += 1
         await asyncio.gather(*pending)
-    print(json.dumps({"sent": sent, "failed": failed, "skipped": late}), flush=True)
+    rtts = rtts or [float("nan")]
+    p50, p99 = percentile(rtts, 0.5) * 1000, percentile(rtts, 0.99) * 1000
+    print(json.dumps({"sent": sent, "failed": failed, "skipped": late, "rtt": [p50, p99]}))
 
 
 # --- the harness ----------------------------------------------------------------------------
@@ -173,6 +178,11 @@ async def close_sockets(opened: list) -> None:
     await asyncio.gather(*(t for _, t in opened if t is not None), return_exceptions=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -185,12 +195,14 @@ async def measure(
     socket_urls: list[str],
     callback_urls: list[str],
     args: argparse.Namespace,
+    pids: dict[str, int],
 ) -> dict[str, float]:
     receiver = Receiver()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         opened = await open_sockets(http, socket_urls, receiver)
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(callback_urls, f)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         start = time.monotonic()
         warmup = min(2.0, args.seconds / 4)
         receiver.window = (start + warmup, start + args.seconds)
@@ -211,6 +223,7 @@ async def measure(
         # Let the last messages arrive (bounded), then stop counting.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(receiver.all_arrived.wait(), 5)
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         await close_sockets(opened)
     counts = json.loads(out)
     lat = receiver.latencies or [float("nan")]
@@ -224,7 +237,14 @@ async def measure(
     print(
         f"{name:6} delivered {result['msgs_per_s']:9.0f} msg/s   latency p50 "
         f"{result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms   "
-        f"(callbacks failed {counts['failed']}, not sent {counts['skipped']})",
+        f"(callbacks: round trip p50 {counts['rtt'][0]:.1f} ms p99 {counts['rtt'][1]:.1f} ms, "
+        f"failed {counts['failed']}, not sent {counts['skipped']})",
+        flush=True,
+    )
+    per_callback = {n: 1e6 * c / max(1, counts["sent"]) for n, c in cpu.items()}
+    print(
+        "       server CPU per callback: "
+        + ", ".join(f"{n} {us:.0f} us" for n, us in per_callback.items()),
         flush=True,
     )
     return result
@@ -270,9 +290,13 @@ async def harness(args: argparse.Namespace) -> None:
     try:
         procs.append(spawn([JOBSTATE, "serve"], env))
         await wait_for_grpc(f"127.0.0.1:{grpc_port}")
+        profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
         gateway = spawn(
             [
-                JOBSTATE,
+                sys.executable,
+                *profile,
+                "-m",
+                "jobstate.cli",
                 "gateway",
                 "--listen",
                 f"127.0.0.1:{gw_port}",
@@ -317,8 +341,16 @@ async def harness(args: argparse.Namespace) -> None:
                 f"{args.jobs} jobs x {args.sockets} sockets, {rate:.0f} callbacks/s for "
                 f"{args.seconds:.0f} s each (warm-up excluded), load generator in its own process"
             )
-            base = await measure("relay", relay_ws * args.sockets, relay_cb, args)
-            ours = await measure("ours", ours_ws * args.sockets, ours_cb, args)
+            base = await measure(
+                "relay", relay_ws * args.sockets, relay_cb, args, {"relay": relay.pid}
+            )
+            ours = await measure(
+                "ours",
+                ours_ws * args.sockets,
+                ours_cb,
+                args,
+                {"gateway": gateway.pid, "service": procs[0].pid},
+            )
             print(
                 f"ratio = ours / relay: delivered {ours['msgs_per_s'] / base['msgs_per_s']:.2f}, "
                 f"p99 {ours['p99_ms']:.1f} ms vs {base['p99_ms']:.1f} ms "
@@ -356,9 +388,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=[1000.0, 250.0],
         help="callbacks per second, comma-separated (default 1000,250)",
     )
-    parser.add_argument("--seconds", type=float, default=6.0, help="per system and rate")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per system and rate")
     parser.add_argument("--idle", type=int, default=5000, help="idle sockets (0: skip)")
     parser.add_argument("--relay", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--profile", help="write a cProfile of the gateway to this file")
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.relay:
