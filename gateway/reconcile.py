@@ -316,7 +316,10 @@ class Reconciler:
         return verdict.outcome
 
 
-async def _main(config: ReconcileConfig) -> int:
+async def run_until(config: ReconcileConfig, stop: asyncio.Event) -> None:
+    """Build the clients from `config` and reconcile every `config.interval` seconds until
+    `stop` is set; everything opened here is closed before it returns. `jobstate dev` runs
+    this beside its service and gateway; `jobstate reconcile` runs it alone."""
     from gateway.runpod import RunPodClient
 
     metrics = Metrics()
@@ -341,10 +344,6 @@ async def _main(config: ReconcileConfig) -> int:
         hard_deadline=config.hard_deadline,
         output_prefix=config.output_prefix,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     log.info(
         "reconciling %s every %g s (stale after %g s)",
         config.jobstate_target,
@@ -357,6 +356,14 @@ async def _main(config: ReconcileConfig) -> int:
         await client.close()
         if runpod is not None:
             await runpod.close()
+
+
+async def _main(config: ReconcileConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await run_until(config, stop)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`jobstate dev`: the service, the gateway and the simulated worker in one process.
+"""`jobstate dev`: the service, the gateway, the simulated worker and the reconciler in one
+process.
 
 SQLite under ./data by default; ENVIRONMENT defaults to development here, so the gateway makes
 its secrets once under ./data and serves `/api/dev/token`. Honours JOBSTATE_LISTEN,
@@ -14,9 +15,13 @@ import logging
 import signal
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 
 from gateway.config import ConfigError as GatewayConfigError
 from gateway.config import GatewayConfig
+from gateway.reconcile import ConfigError as ReconcileConfigError
+from gateway.reconcile import ReconcileConfig
+from gateway.reconcile import run_until as reconcile_until
 from gateway.server import Gateway
 from jobstate import logs
 from jobstate.config import ConfigError, ServiceConfig
@@ -34,7 +39,8 @@ async def run(environ: Mapping[str, str], stop: asyncio.Event | None = None) -> 
         service_config = ServiceConfig.from_env(env)
         # The gateway's target is filled in once the service has bound its port.
         GatewayConfig.from_env(env)
-    except (ConfigError, GatewayConfigError) as exc:
+        reconcile_config = ReconcileConfig.from_env(env)
+    except (ConfigError, GatewayConfigError, ReconcileConfigError) as exc:
         print(f"jobstate dev: {exc}", file=sys.stderr)
         return 2
     try:
@@ -48,6 +54,10 @@ async def run(environ: Mapping[str, str], stop: asyncio.Event | None = None) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reconcile_stop = asyncio.Event()
+    reconciler = asyncio.create_task(
+        reconcile_until(replace(reconcile_config, jobstate_target=target), reconcile_stop)
+    )
     try:
         try:
             await gateway.start()
@@ -59,6 +69,8 @@ async def run(environ: Mapping[str, str], stop: asyncio.Event | None = None) -> 
         await stop.wait()
         log.info("shutting down")
     finally:
+        reconcile_stop.set()
+        await reconciler
         await gateway.stop()
         await service.stop(grace=5)
         for sig in (signal.SIGTERM, signal.SIGINT):
