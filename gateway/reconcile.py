@@ -189,6 +189,8 @@ class Reconciler:
                 summary = await self.run_once()
             except grpc.aio.AioRpcError as exc:
                 log.warning("reconcile round failed: %s %s", exc.code().name, exc.details())
+            except Exception:  # a bug must not end the loop; the next round tries again
+                log.exception("reconcile round failed")
             else:
                 if summary:
                     log.info("reconcile round: %s", dict(summary))

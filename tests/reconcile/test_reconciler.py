@@ -300,3 +300,26 @@ async def test_service_down_is_an_rpc_error_not_a_crash(fake_runpod: FakeRunPod)
     finally:
         await client.close()
     assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+async def test_a_job_finished_meanwhile_is_a_race_not_an_error(
+    client: JobStateClient, fake_runpod: FakeRunPod
+) -> None:
+    """RunPod says FAILED, but the worker's completion landed first: FAILED_PRECONDITION from
+    the service is expected, counted as `raced`, and the completed job stays complete."""
+    job = await submitted(client, "rp-1", progress=99)
+    fake_runpod.jobs["rp-1"] = (200, {"status": "FAILED", "error": "late news"})
+
+    class CompletesWhileAsked(RunPodClient):
+        async def status(self, external_id: str) -> dict[str, Any]:
+            await client.complete_job(job.job_id, "exports/u1/first.mp4")
+            return await super().status(external_id)
+
+    racing = CompletesWhileAsked(fake_runpod.url, API_KEY, 5, Metrics())
+    try:
+        summary = await reconciler(client, racing).run_once()
+    finally:
+        await racing.close()
+    after = await client.get_job(job.job_id)
+    assert summary == {"examined": 1, "raced": 1}
+    assert (after.status, after.output_key) == (pb.JOB_STATUS_COMPLETE, "exports/u1/first.mp4")
