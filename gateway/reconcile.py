@@ -17,6 +17,11 @@ Without `RUNPOD_ENDPOINT_URL` (the simulated worker) there is no one to ask: onl
 never-submitted and hard-deadline rules apply. Silence alone is no proof that a worker died,
 so a stale `processing` job is left alone until its deadline.
 
+NOTE: RunPod keeps a `/run` job's status for only 30 minutes after it finishes; after that
+`/status` no longer knows it, and a job whose completion callback was lost would be failed
+instead of completed. Keep `JOBSTATE_STALE_AFTER + JOBSTATE_RECONCILE_INTERVAL` well below
+that (the defaults give at most 10.5 minutes), and do not leave the reconciler down for long.
+
 Several reconcilers at once are harmless: the service makes a restated terminal status a no-op
 and answers FAILED_PRECONDITION to a change that lost a race; both count as "raced" here.
 """
