@@ -384,9 +384,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--rates",
-        type=lambda v: [float(x) for x in v.split(",")],
-        default=[1000.0, 250.0],
-        help="callbacks per second, comma-separated (default 1000,250)",
+        type=lambda v: [float(x) for x in v.split(",") if x],
+        default=[1000.0],
+        help="callbacks per second, comma-separated (default 1000; '' measures memory only)",
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="per system and rate")
     parser.add_argument("--idle", type=int, default=5000, help="idle sockets (0: skip)")
