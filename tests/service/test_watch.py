@@ -220,6 +220,7 @@ async def test_slow_watcher_loses_only_progress_and_does_not_slow_others(
     slow = pb_grpc.JobStateServiceStub(slow_channel).WatchJob(pb.WatchJobRequest(job_id="j"))
     slow_first = await slow.read()  # subscribed; from here on it reads nothing
     fast = Watch(stub, "j")
+    fast_first = await fast.until(1)  # subscribed too, before any change
 
     expected: list[tuple[str, int]] = [("SNAPSHOT", 1)]
     for i in range(1, 301):
@@ -232,7 +233,7 @@ async def test_slow_watcher_loses_only_progress_and_does_not_slow_others(
     expected.append(("COMPLETE", (await complete(stub, "j")).version))
 
     # The fast watcher got everything, to the end, while the slow one still reads nothing.
-    assert log_of(await fast.rest()) == expected
+    assert log_of(fast_first + await fast.rest()) == expected
     assert await fast.code() == OK
 
     slow_got = [slow_first]
