@@ -14,7 +14,7 @@ import grpc
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import callbacks, jobs, ws
+from gateway import callbacks, devstorage, jobs, ws
 from gateway.auth import CallbackAuth, UserAuth
 from gateway.client import JobStateClient
 from gateway.config import GatewayConfig
@@ -159,6 +159,7 @@ def build_app(svc: Services) -> web.Application:
     app.router.add_get("/api/storage/presigned-url", jobs.presigned_url)
     if svc.config.development:
         app.router.add_get("/api/dev/token", jobs.dev_token)
+        app.router.add_get("/api/dev/outputs/{key:.+}", devstorage.serve_output)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", index)

@@ -105,6 +105,8 @@ class GatewayConfig:
     ws_heartbeat: float = 30.0
     presign_expires: int = 3600
     sim_step_seconds: float = 0.3
+    # Development: secrets and (without R2) the simulated worker's outputs live here.
+    data_dir: str = "data"
 
     def __post_init__(self) -> None:
         if self.environment not in ("development", "production"):
@@ -210,4 +212,5 @@ class GatewayConfig:
             runpod_timeout=_seconds(env, "RUNPOD_TIMEOUT", 10.0),
             ws_heartbeat=_seconds(env, "GATEWAY_WS_HEARTBEAT", 30.0),
             sim_step_seconds=_seconds(env, "SIMWORKER_STEP_SECONDS", 0.3),
+            data_dir=str(data_dir),
         )

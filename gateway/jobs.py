@@ -147,6 +147,8 @@ async def presigned_url(request: web.Request) -> web.Response:
         page = await svc.client.list_jobs(user_id, 500, token, [pb.JOB_STATUS_COMPLETE])
         if any(job.output_key == key for job in page.jobs):
             url = svc.storage.presign(key)
+            if url.startswith("/"):  # development's local outputs, served by this gateway
+                url = svc.public_url + url
             return web.json_response({"url": url, "expires_in": svc.storage.expires_in})
         token = page.next_page_token
         if not token:

@@ -1,15 +1,18 @@
 """Object storage for outputs (Cloudflare R2 through its S3 API, boto3, SigV4, region auto).
 
 boto3 is synchronous: signing is local and cheap, uploads (the simulated worker's) run in a
-thread. Not configured (no R2_ENDPOINT_URL): `presign` raises StorageUnavailable.
+thread. Not configured (no R2_ENDPOINT_URL): in development outputs go to local disk
+(`devstorage.LocalOutputs`), in production `presign` raises StorageUnavailable.
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from gateway.config import GatewayConfig
+from gateway.devstorage import LocalOutputs
 from gateway.errors import ServiceUnavailable
 
 
@@ -23,13 +26,17 @@ class Storage:
         self.bucket = config.r2_bucket
         self.expires_in = config.presign_expires
         self._s3: Any = None
+        self.local: LocalOutputs | None = None
+        if config.development and not config.storage_configured:
+            root = Path(config.data_dir) / "outputs"
+            self.local = LocalOutputs(root, config.callback_secret, config.presign_expires)
 
     @property
     def configured(self) -> bool:
-        return self._config.storage_configured
+        return self._config.storage_configured or self.local is not None
 
     def _client(self) -> Any:
-        if not self.configured:
+        if not self._config.storage_configured:
             raise StorageUnavailable("object storage is not configured (R2_ENDPOINT_URL)")
         if self._s3 is None:
             import boto3
@@ -52,7 +59,9 @@ class Storage:
         return self._s3
 
     def presign(self, key: str) -> str:
-        """A presigned GET for `key`, valid `expires_in` seconds."""
+        """A presigned GET for `key`, valid `expires_in` seconds (a path when local)."""
+        if self.local is not None:
+            return self.local.presign(key)
         return self._client().generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": key},
@@ -60,6 +69,9 @@ class Storage:
         )
 
     async def put(self, key: str, body: bytes, content_type: str) -> None:
+        if self.local is not None:
+            await self.local.put(key, body)
+            return
         client = self._client()
         await asyncio.to_thread(
             client.put_object, Bucket=self.bucket, Key=key, Body=body, ContentType=content_type

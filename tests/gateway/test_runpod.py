@@ -56,3 +56,39 @@ async def test_simulated_worker_walks_the_job_to_complete_over_http(make_stack) 
     _, job = await stack.get(f"/api/jobs/{job_id}", "sim-user")
     assert (job["status"], job["output_key"]) == ("complete", key)
     assert stack.runpod.paths() == []
+
+
+async def test_development_without_r2_serves_outputs_itself(make_stack, tmp_path) -> None:
+    stack = await make_stack(
+        environment="development",
+        runpod_endpoint_url="",
+        r2_endpoint_url="",
+        data_dir=str(tmp_path),
+    )
+    job_id = await stack.start_job("dev")
+    ws = await stack.socket(job_id, "dev")
+    message = await ws.next()
+    while message["type"] != "complete":
+        message = await ws.next()
+    status, signed = await stack.get(message["output_url"], "dev")
+    assert status == 200 and signed["url"].startswith(f"{stack.url}/api/dev/outputs/exports/")
+    async with stack.http.get(signed["url"]) as response:
+        assert await response.read() == f"simulated export {job_id}\n".encode()
+    assert (tmp_path / "outputs" / "exports" / f"{job_id}.mp4").is_file()
+    for tampered in (
+        signed["url"].replace("sig=", "sig=0"),
+        signed["url"].replace("exports/", "x/"),
+    ):
+        async with stack.http.get(tampered) as response:
+            assert response.status == 404
+    escape = f"{stack.url}/api/dev/outputs/..%2F..%2Fjwt_secret?expires=9999999999&sig=0"
+    async with stack.http.get(escape) as response:
+        assert response.status == 404
+
+
+async def test_production_without_r2_cannot_sign(make_stack) -> None:
+    stack = await make_stack(r2_endpoint_url="")
+    job_id = await stack.start_job()
+    await stack.callback(job_id, {"status": "complete", "output_key": "exports/p.mp4"})
+    status, body = await stack.get("/api/storage/presigned-url?key=exports%2Fp.mp4")
+    assert status == 503 and "R2_ENDPOINT_URL" in body["error"]
