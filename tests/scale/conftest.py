@@ -38,6 +38,17 @@ def dsn(url: URL) -> str:
 
 
 @dataclass
+class HostedServeProcess(ServeProcess):
+    """`jobstate serve` on a given loopback host (ServeProcess always uses 127.0.0.1)."""
+
+    host: str = "127.0.0.1"
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass
 class Replica:
     """One `jobstate serve` process with a channel and stub of its own."""
 
@@ -104,6 +115,23 @@ class Cluster:
             replica.process.log_path = self.logs / f"{replica.name}.log"
         self.replicas.extend(started)
         await asyncio.gather(*(r.process.start() for r in started))
+        for replica in started:
+            replica.channel = grpc.aio.insecure_channel(replica.target)
+        return started
+
+    async def start_at(self, *addresses: tuple[str, int]) -> list[Replica]:
+        """Start one replica per (loopback host, port): several may share a port on different
+        hosts (127.0.0.1, 127.0.0.2, ...), as replicas behind one DNS name do."""
+        url = self.database.render_as_string(hide_password=False)
+        started = []
+        for host, port in addresses:
+            name = f"replica{len(self.replicas) + 1}"
+            process = HostedServeProcess(url, host=host, port=port)
+            process.log_path = self.logs / f"{name}.log"
+            replica = Replica(name, process)
+            self.replicas.append(replica)
+            started.append(replica)
+        await asyncio.gather(*(r.restart() for r in started))
         for replica in started:
             replica.channel = grpc.aio.insecure_channel(replica.target)
         return started
@@ -217,13 +245,7 @@ async def watch() -> AsyncIterator[Callable[..., Awaitable[Stream]]]:
 
 def tcp_client_ports(pid: int, remote_port: int) -> set[int]:
     """Local ports of `pid`'s TCP connections to `remote_port` (from /proc, Linux only)."""
-    inodes = set()
-    fd_dir = Path(f"/proc/{pid}/fd")
-    for fd in fd_dir.iterdir():
-        with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
+    inodes = _socket_inodes(pid)
     ports = set()
     for table in ("tcp", "tcp6"):
         path = Path(f"/proc/{pid}/net/{table}")
@@ -235,6 +257,35 @@ def tcp_client_ports(pid: int, remote_port: int) -> set[int]:
             if inode in inodes and int(remote.rsplit(":", 1)[1], 16) == remote_port:
                 ports.add(int(local.rsplit(":", 1)[1], 16))
     return ports
+
+
+def tcp_peers(pid: int) -> set[tuple[str, int]]:
+    """(IPv4 address, port) of every established TCP connection of `pid` (from /proc; gRPC's
+    sockets are IPv6 ones with v4-mapped addresses, so both tables are read)."""
+    inodes = _socket_inodes(pid)
+    peers = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if inode not in inodes or state != "01":  # 01: ESTABLISHED
+                continue
+            address, port = remote.split(":")
+            if len(address) == 32 and not address.startswith("0000000000000000FFFF0000"):
+                continue  # a real IPv6 peer
+            dotted = ".".join(str(b) for b in reversed(bytes.fromhex(address[-8:])))
+            peers.add((dotted, int(port, 16)))
+    return peers
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    return inodes
 
 
 async def relay_backends(admin: asyncpg.Connection, replica: Replica, db_port: int) -> list[int]:
