@@ -128,6 +128,8 @@ class JobWatch:
         self.floor = after  # every event newer than this that we saw is in `recent`
         self.latest: Event | None = None
         self.recent: deque[Event] = deque()
+        # From 0 the stream opens with a SNAPSHOT, which cannot serve a replay from `after`.
+        self.snapshot_pending = after == 0
         self.ended = False
         self.task = asyncio.get_running_loop().create_task(self._run(after))
 
@@ -137,7 +139,7 @@ class JobWatch:
             if self.latest is not None:
                 watcher.send(self.latest, as_status=True)
             return  # else the stream's first event reaches it as a status message
-        if after >= self.floor:
+        if after >= self.floor and not self.snapshot_pending:
             for event in self.recent:
                 watcher.send(event)
             return
@@ -149,7 +151,8 @@ class JobWatch:
         try:
             async for response in call:
                 watcher.send(Event(response))
-                if watcher.done or watcher.last_version >= self.position:
+                caught_up = self.latest is not None and watcher.last_version >= self.position
+                if watcher.done or caught_up:
                     break
         except grpc.aio.AioRpcError as exc:
             log.warning("catch-up watch of %s failed: %s", self.job_id, exc.code().name)
@@ -162,6 +165,7 @@ class JobWatch:
             watcher.send(event)
 
     def _publish(self, event: Event) -> None:
+        self.snapshot_pending = False
         self.position = event.version
         self.latest = event
         if event.type == pb.EVENT_TYPE_SNAPSHOT:

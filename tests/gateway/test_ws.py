@@ -254,3 +254,20 @@ async def test_a_slow_socket_loses_only_progress_and_delays_nobody(stack: Stack)
     assert len(slow_seen) < final - 1  # it lost intermediate progress messages
     assert fast_seen == list(range(3, final + 1))  # the reader that keeps up got everything
     print(f"sent {sent} progress events; the slow socket got {len(slow_seen)} messages")
+
+
+async def test_a_replay_joining_a_stream_that_is_still_opening_gets_events(stack: Stack) -> None:
+    for _ in range(3):  # the two joins race with the shared stream's first message
+        job_id = await stack.start_job()
+        await progress(stack, job_id, 10, 20)  # versions 3, 4
+        fresh, replay = await asyncio.gather(stack.socket(job_id), stack.socket(job_id, after=2))
+        assert [(m["type"], m["version"]) for m in await replay.until(4)] == [
+            ("progress", 3),
+            ("progress", 4),
+        ]
+        seen = await fresh.until(4)  # whichever socket opened the stream, status comes first
+        assert seen[0]["type"] == "status" and versions(seen) == list(range(seen[0]["version"], 5))
+        await progress(stack, job_id, 30)
+        for ws in (fresh, replay):
+            assert (await ws.next())["version"] == 5
+            await ws.close()
