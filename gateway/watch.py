@@ -160,6 +160,12 @@ class JobWatch:
             return
         finally:
             call.cancel()
+        caught_up = self.latest is not None and watcher.last_version >= self.position
+        if not watcher.done and not caught_up:
+            # The service ended the stream early (shutting down): a gap is possible, so the
+            # client reconnects with `after` rather than miss something.
+            watcher.finish(CLOSE_TRY_AGAIN, "jobstate restarting; reconnect")
+            return
         held, watcher.held = watcher.held or [], None
         for event in held:
             watcher.send(event)
