@@ -213,6 +213,19 @@
     else $("message").textContent = "Waiting for the worker…";
     $("cancel").hidden = finished;
     $("cancel").disabled = !state.status || finished;
+    if (state.status) updateRow(currentJobId, status, shown);
+  }
+
+  // Keep the current job's row in the list in step with the live view.
+  function updateRow(jobId, status, percent) {
+    var rows = document.querySelectorAll(".job-row");
+    for (var i = 0; i < rows.length; i++) {
+      if (rows[i].dataset.jobId !== jobId) continue;
+      var pill = rows[i].querySelector(".pill");
+      pill.dataset.status = status;
+      pill.textContent = STATUS_LABELS[status] || status;
+      rows[i].querySelector(".job-row-pct").textContent = percent + "%";
+    }
   }
 
   function cancelJob() {
@@ -317,6 +330,16 @@
       item.append(button);
       list.append(item);
     });
+    // The list may be older than what the live view has shown; never let it lag behind.
+    var live = watcher && watcher.state;
+    if (live && live.status && live.jobId === currentJobId) {
+      var listed = jobs.filter(function (job) {
+        return job.job_id === currentJobId;
+      })[0];
+      if (listed && live.version >= listed.version) {
+        updateRow(currentJobId, live.status, Math.floor(live.progress));
+      }
+    }
   }
 
   function ago(iso) {

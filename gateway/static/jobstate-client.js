@@ -547,8 +547,8 @@
         data = null;
       }
       if (!response.ok) {
-        var reason = (data && data.error) || text || response.statusText || "request failed";
-        throw makeError("http", reason + " (HTTP " + response.status + ")", {
+        var reason = (data && data.error) || response.statusText || "HTTP " + response.status;
+        throw makeError("http", reason, {
           status: response.status,
           body: data,
         });

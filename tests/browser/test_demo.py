@@ -94,9 +94,13 @@ async def test_export_completes_and_download_serves_the_file(
         f"simulated export {job_id}\n".encode(),
     )
 
-    await page.screenshot(path=str(artifacts / "demo-laptop.png"), full_page=True)
+    await page.screenshot(
+        path=str(artifacts / "demo-laptop.png"), full_page=True, animations="disabled"
+    )
     await page.set_viewport_size(PHONE)
-    await page.screenshot(path=str(artifacts / "demo-phone.png"), full_page=True)
+    await page.screenshot(
+        path=str(artifacts / "demo-phone.png"), full_page=True, animations="disabled"
+    )
 
 
 async def test_completes_by_polling_when_websockets_are_refused(page, context, sim_system):
@@ -128,7 +132,7 @@ async def report_progress(system: System, job_id: str, progress: float, message:
 
 
 async def test_reconnects_after_a_gateway_restart_without_going_backwards(
-    page, make_system, fake_runpod: FakeRunPod
+    page, make_system, fake_runpod: FakeRunPod, artifacts: Path
 ):
     system = await make_system(runpod_url=fake_runpod.url)
     await open_demo(page, system)
@@ -139,6 +143,9 @@ async def test_reconnects_after_a_gateway_restart_without_going_backwards(
         body = {"status": "progress", "progress": value, "message": f"Rendering {value}"}
         assert await system.callback(run["callback_url"], body) == 200
     await expect(page.locator("#progress-text")).to_have_text("30%")
+    await page.screenshot(
+        path=str(artifacts / "demo-running.png"), full_page=True, animations="disabled"
+    )
 
     assert await system.stop_gateway() == 0
     # Changes while the gateway is down must arrive after the reconnect (replay from `after`).
@@ -147,12 +154,16 @@ async def test_reconnects_after_a_gateway_restart_without_going_backwards(
     await expect(page.locator("#progress-text")).to_have_text("50%", timeout=FINISH)
     await expect(page.locator("#message")).to_have_text("Rendering 50 (while the gateway was down)")
 
+    # The page may have polled meanwhile; it must be back on a socket (back-off ≤ 15 s).
+    await expect(page.locator("#transport")).to_have_attribute(
+        "data-mode", "websocket", timeout=FINISH
+    )
+
     body = {"status": "progress", "progress": 80, "message": "Encoding"}
     assert await system.callback(run["callback_url"], body) == 200
-    key = f"exports/{job_id}.mp4"
-    assert (
-        await system.callback(run["callback_url"], {"status": "complete", "output_key": key}) == 200
-    )
+    await expect(page.locator("#progress-text")).to_have_text("80%")
+    done = {"status": "complete", "output_key": f"exports/{job_id}.mp4"}
+    assert await system.callback(run["callback_url"], done) == 200
     await expect_complete(page)
 
     shown = await progress_history(page)
@@ -183,10 +194,8 @@ async def test_two_tabs_on_one_job_both_finish(context, runpod_system, fake_runp
     assert await system.callback(run["callback_url"], body) == 200
     for tab in (first, second):
         await expect(tab.locator("#progress-text")).to_have_text("60%")
-    key = f"exports/{job_id}.mp4"
-    assert (
-        await system.callback(run["callback_url"], {"status": "complete", "output_key": key}) == 200
-    )
+    done = {"status": "complete", "output_key": f"exports/{job_id}.mp4"}
+    assert await system.callback(run["callback_url"], done) == 200
     for tab in (first, second):
         await expect_complete(tab)
         shown = await progress_history(tab)
@@ -194,7 +203,7 @@ async def test_two_tabs_on_one_job_both_finish(context, runpod_system, fake_runp
 
 
 async def test_cancel_and_start_failures_are_shown(
-    page, runpod_system: System, fake_runpod: FakeRunPod
+    page, runpod_system: System, fake_runpod: FakeRunPod, artifacts: Path
 ):
     system = runpod_system
     await open_demo(page, system)
@@ -212,4 +221,8 @@ async def test_cancel_and_start_failures_are_shown(
     alert = page.locator("#alert")
     await expect(alert).to_be_visible()
     await expect(alert).to_contain_text("Could not start the export")
+    await page.set_viewport_size(PHONE)
+    await page.screenshot(
+        path=str(artifacts / "demo-error-phone.png"), full_page=True, animations="disabled"
+    )
     await expect(page.locator(".job-row .pill").first).to_have_text("Failed")
