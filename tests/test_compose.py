@@ -227,6 +227,9 @@ def test_minio_init_creates_the_bucket_after_minio_is_healthy(compose: dict[str,
     init = compose["services"]["minio-init"]
     assert init["image"].startswith("minio/mc")
     assert init["depends_on"]["minio"]["condition"] == "service_healthy"
+    for gateway in by_command(compose, "gateway").values():
+        # The simulated worker uploads at the end of every job: the bucket must exist first.
+        assert gateway["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
     script = init["entrypoint"][-1]
     assert "mc alias set local http://minio:9000" in script
     assert "mc mb --ignore-existing local/reel-ballers-users" in script
