@@ -44,6 +44,7 @@
     backoffInitial: 500, // ms, first reconnect delay (before jitter)
     backoffMax: 15000, // ms, largest reconnect delay
     backoffFactor: 2,
+    stableAfter: 10000, // ms a socket must have worked for the back-off to start over
     jitter: 0.5, // each delay is scaled by a random factor in [1 - jitter, 1]
   };
 
@@ -120,7 +121,7 @@
     var closed = false; // close() was called or the job finished
     var mode = null;
     var ws = null;
-    var attempt = 0; // reconnect attempts since the last socket that delivered a message
+    var attempt = 0; // reconnect attempts since the last socket that worked for stableAfter
     var failures = 0; // consecutive socket attempts that delivered nothing
     var polling = false;
     var pollGeneration = 0;
@@ -272,11 +273,12 @@
       try {
         sock = new WS(socketUrl(token));
       } catch (e) {
-        disconnected(false);
+        disconnected(false, 0);
         return;
       }
       ws = sock;
       var delivered = false;
+      var workingSince = 0;
       // A socket counts as working once anything arrives: the status message, or the pong to
       // the ping sent on open (a resume with `after` may have nothing new to replay).
       timers.connect = setTimeout(function () {
@@ -285,7 +287,7 @@
         // A socket that hangs without an answer is what a blocking proxy looks like: poll
         // now rather than after several more timeouts, and keep trying sockets meanwhile.
         failures = Math.max(failures, opts.fallbackAfter - 1);
-        drop(sock, false);
+        drop(sock, false, 0);
       }, opts.connectTimeout);
 
       sock.onopen = function () {
@@ -301,12 +303,12 @@
         if (ws !== sock) return;
         if (!delivered) {
           delivered = true;
+          workingSince = Date.now();
           clearTimer("connect");
-          attempt = 0;
           failures = 0;
           stopPolling();
           setMode("websocket");
-          startPing(sock);
+          startPing(sock, workingSince);
         }
         clearTimer("pong"); // any message proves the socket is alive
         var msg;
@@ -335,7 +337,7 @@
         } else if (event.code === 4404) {
           fail("not_found", "no such job, or not yours (close code 4404)", { code: 4404 });
         } else {
-          disconnected(delivered);
+          disconnected(delivered, workingSince);
         }
       };
       sock.onerror = function () {
@@ -344,7 +346,7 @@
     }
 
     // Forget a socket that stopped answering and carry on as if it had closed.
-    function drop(sock, delivered) {
+    function drop(sock, delivered, workingSince) {
       ws = null;
       detach(sock);
       try {
@@ -352,10 +354,10 @@
       } catch (e) {
         /* ignore */
       }
-      disconnected(delivered);
+      disconnected(delivered, workingSince);
     }
 
-    function startPing(sock) {
+    function startPing(sock, since) {
       clearTimer("ping");
       timers.ping = setInterval(function () {
         if (ws !== sock || sock.readyState !== 1) return;
@@ -367,18 +369,21 @@
         if (timers.pong === null) {
           timers.pong = setTimeout(function () {
             timers.pong = null;
-            if (ws === sock) drop(sock, true);
+            if (ws === sock) drop(sock, true, since);
           }, opts.pongTimeout);
         }
       }, opts.pingInterval);
     }
 
-    function disconnected(hadDelivered) {
+    function disconnected(hadDelivered, workingSince) {
       clearTimer("ping");
       clearTimer("pong");
       clearTimer("connect");
       if (closed) return;
       if (!hadDelivered) failures += 1;
+      // A socket that worked for a while (e.g. until a gateway restart) starts the back-off
+      // over; one that keeps dying right after connecting does not, so retries slow down.
+      if (hadDelivered && Date.now() - workingSince >= opts.stableAfter) attempt = 0;
       if (failures >= opts.fallbackAfter) startPolling();
       else if (!polling) setMode("connecting");
       var delay = Math.min(
