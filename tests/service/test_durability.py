@@ -74,9 +74,9 @@ def assert_acks_durable(acks: list[Ack], histories: dict[str, dict[int, pb.Job]]
 
 
 async def test_kill_9_loses_no_acknowledged_change_and_watchers_resume(
-    tmp_path: Path, spawn: SpawnFactory, connect: ChannelFactory
+    database_url: str, spawn: SpawnFactory, connect: ChannelFactory
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'jobstate.db'}"
+    url = database_url  # a SQLite file (WAL, synchronous=NORMAL) or a PostgreSQL database
     first = await spawn("--listen", "127.0.0.1:0", "--database-url", url)
     stub = Stub(connect(first.port))
     for job_id in JOBS:
