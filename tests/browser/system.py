@@ -100,6 +100,7 @@ class System:
     s3_url: str
     runpod_url: str = ""
     sim_step_seconds: float = 0.15
+    environment: str = "development"
     service_port: int = field(default_factory=free_port)
     gateway_port: int = field(default_factory=free_port)
     _procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
@@ -116,7 +117,7 @@ class System:
     def _env(self) -> dict[str, str]:
         env = {
             **os.environ,
-            "ENVIRONMENT": "development",
+            "ENVIRONMENT": self.environment,
             "JOBSTATE_JWT_SECRET": JWT_SECRET,
             "JOBSTATE_CALLBACK_SECRET": CALLBACK_SECRET,
             "GATEWAY_PUBLIC_URL": self.url,
@@ -199,6 +200,13 @@ class System:
             if loop.time() > deadline:
                 raise AssertionError(f"the gateway was not healthy within {START_WITHIN} s")
             await asyncio.sleep(0.05)
+
+    @staticmethod
+    def token(user_id: str) -> str:
+        """A user token signed with the test secret (what an identity provider would issue)."""
+        import jwt
+
+        return jwt.encode({"sub": user_id}, JWT_SECRET.encode(), algorithm="HS256")
 
     def logs(self) -> str:
         return "\n".join(

@@ -226,3 +226,27 @@ async def test_cancel_and_start_failures_are_shown(
         path=str(artifacts / "demo-error-phone.png"), full_page=True, animations="disabled"
     )
     await expect(page.locator(".job-row .pill").first).to_have_text("Failed")
+
+
+async def test_unknown_job_is_reported_to_the_person(page, sim_system: System):
+    await page.goto(f"{sim_system.url}/?user=u-{uuid.uuid4().hex[:8]}&job=no-such-job")
+    alert = page.locator("#alert")
+    await expect(alert).to_be_visible()
+    await expect(alert).to_contain_text("no-such-job does not exist, or it is not yours")
+    await expect(page.locator("#job-card")).to_be_hidden()
+
+
+async def test_production_page_asks_for_a_token(page, make_system):
+    system = await make_system(environment="production")
+    await open_demo_signed_out(page, system)
+    await page.locator("#token-input").fill(System.token("prod-user"))
+    await page.locator("#signin-form button").click()
+    await expect(page.locator("#user-id")).to_have_text("prod-user")
+    await start_export(page)
+    await expect_complete(page)
+
+
+async def open_demo_signed_out(page: Any, system: System) -> None:
+    await page.goto(system.url + "/")
+    await expect(page.locator("#signin")).to_be_visible()
+    await expect(page.locator("#start")).to_be_disabled()
