@@ -186,7 +186,7 @@ async def test_events_written_while_the_listen_connection_is_down_are_caught_up(
     # acknowledged while replica 1 has no listener (its notification is lost for good).
     for attempt in range(5):
         for pid in await relay_backends(admin, one, port):
-            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)  # gone already: fine
         acked.append(await progress(two, "relay", 20.0 + attempt, f"during outage {attempt}"))
         if not await relay_backends(admin, one, port):
             break
