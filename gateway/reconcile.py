@@ -23,7 +23,7 @@ instead of completed. Keep `JOBSTATE_STALE_AFTER + JOBSTATE_RECONCILE_INTERVAL` 
 that (the defaults give at most 10.5 minutes), and do not leave the reconciler down for long.
 
 Several reconcilers at once are harmless: the service makes a restated terminal status a no-op
-and answers FAILED_PRECONDITION to a change that lost a race; both count as "raced" here.
+and answers FAILED_PRECONDITION to a change that lost a race (counted as "raced" here).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from gateway.config import RUNPOD_API_BASE
 from gateway.metrics import Metrics
 from gateway.worker import WorkerError
 from jobstate import logs
+from jobstate.domain import MAX_ERROR, MAX_OUTPUT_KEY
 from jobstate.v1 import jobstate_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -281,11 +282,14 @@ class Reconciler:
                     "fail",
                     f"RunPod reports an output outside {self.output_prefix!r}; it was not accepted",
                 )
+            if len(key) > MAX_OUTPUT_KEY or "\x00" in key:
+                return Verdict("fail", "RunPod reports an output key that cannot be stored")
             return Verdict("complete", key, outcome="completed")
         if status == "FAILED":
+            # RunPod's text goes into the job as it is, minus what the service would refuse.
             error = state.get("error")
-            reason = error if isinstance(error, str) and error else "the RunPod job failed"
-            return Verdict("fail", reason[:4096])
+            reason = error.replace("\x00", "") if isinstance(error, str) else ""
+            return Verdict("fail", reason[:MAX_ERROR] or "the RunPod job failed")
         if status == "TIMED_OUT":
             return Verdict("fail", "the RunPod job timed out")
         if status == "CANCELLED":

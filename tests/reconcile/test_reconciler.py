@@ -68,6 +68,20 @@ CASES = [
         id="failed",
     ),
     pytest.param(
+        (200, {"status": "COMPLETED", "output": {"output_key": "exports/" + "k" * 1100}}),
+        pb.JOB_STATUS_ERROR,
+        "RunPod reports an output key that cannot be stored",
+        "failed",
+        id="completed-key-too-long",
+    ),
+    pytest.param(
+        (200, {"status": "FAILED", "error": "bad\x00frame " + "e" * 5000}),
+        pb.JOB_STATUS_ERROR,
+        "badframe " + "e" * (4096 - 9),
+        "failed",
+        id="failed-with-hostile-reason",
+    ),
+    pytest.param(
         (200, {"status": "FAILED"}),
         pb.JOB_STATUS_ERROR,
         "the RunPod job failed",
