@@ -51,7 +51,9 @@ class Stack:
 
     def __init__(self, directory: Path) -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="fuzz-gateway")
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="fuzz-gateway", daemon=True
+        )
         self.thread.start()
         self.run(self._start(directory))
 

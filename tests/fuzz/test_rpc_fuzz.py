@@ -52,7 +52,9 @@ class ThreadedServer:
 
     def __init__(self, config: ServiceConfig) -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="fuzz-server")
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="fuzz-server", daemon=True
+        )
         self.thread.start()
         self.running: RunningServer = self._run(start_server(config))
 
