@@ -271,3 +271,22 @@ async def test_a_replay_joining_a_stream_that_is_still_opening_gets_events(stack
         for ws in (fresh, replay):
             assert (await ws.next())["version"] == 5
             await ws.close()
+
+
+async def test_heartbeat_closes_a_peer_that_stopped_answering(make_stack) -> None:
+    stack = await make_stack(ws_heartbeat=0.2)
+    job_id = await stack.start_job()
+    alive = await stack.socket(job_id)
+    await alive.next()
+    url = f"{stack.url}/api/jobs/{job_id}/ws"
+    dead = await stack.http.ws_connect(url, params={"token": stack.token("u1")}, autoping=False)
+    kinds = []
+    while True:  # it sees pings it never answers, then the server gives up on it
+        message = await asyncio.wait_for(dead.receive(), 10)
+        kinds.append(message.type)
+        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            break
+    assert aiohttp.WSMsgType.PING in kinds
+    await progress(stack, job_id, 50)
+    assert (await alive.next())["version"] == 3  # the peer that answers stays open
+    await alive.close()
