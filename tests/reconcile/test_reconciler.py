@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from support.fakerunpod import FakeRunPod
+from support.poll import until
 
 from gateway.client import JobStateClient
 from gateway.metrics import Metrics
@@ -337,3 +338,37 @@ async def test_a_job_finished_meanwhile_is_a_race_not_an_error(
     after = await client.get_job(job.job_id)
     assert summary == {"examined": 1, "raced": 1}
     assert (after.status, after.output_key) == (pb.JOB_STATUS_COMPLETE, "exports/u1/first.mp4")
+
+
+async def test_the_loop_survives_a_failed_round_and_stops_when_told(
+    client: JobStateClient, fake_runpod: FakeRunPod, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = await submitted(client, "rp-1")
+    fake_runpod.jobs["rp-1"] = (200, COMPLETED)
+
+    class BrokenOnce(RunPodClient):
+        calls = 0
+
+        async def status(self, external_id: str) -> dict[str, Any]:
+            BrokenOnce.calls += 1
+            if BrokenOnce.calls == 1:
+                raise RuntimeError("a bug in the first round")
+            return await super().status(external_id)
+
+    runpod = BrokenOnce(fake_runpod.url, API_KEY, 5, Metrics())
+    stop = asyncio.Event()
+    loop = asyncio.create_task(reconciler(client, runpod).run(0.05, stop))
+    try:
+
+        async def completed() -> bool:
+            return (await client.get_job(job.job_id)).status == pb.JOB_STATUS_COMPLETE
+
+        await until(completed, what="a later round to complete the job")
+        stop.set()
+        await asyncio.wait_for(loop, 10)
+    finally:
+        stop.set()
+        await asyncio.gather(loop, return_exceptions=True)
+        await runpod.close()
+    assert BrokenOnce.calls >= 2
+    assert any("reconcile round failed" in r.getMessage() for r in caplog.records)
