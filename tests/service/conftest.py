@@ -42,13 +42,13 @@ JOBSTATE = Path(sys.executable).with_name("jobstate")
 # --- databases ----------------------------------------------------------------------------
 
 
-def _admin_dsn() -> str:
+def admin_dsn() -> str:
     return make_url(os.environ[POSTGRES_ENV]).set(drivername="postgresql").render_as_string(False)
 
 
 async def drop_database(url: str) -> None:
     """Drop a database made by `postgres_database` now (e.g. to make the store unreachable)."""
-    admin = await asyncpg.connect(_admin_dsn())
+    admin = await asyncpg.connect(admin_dsn())
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
     finally:
@@ -63,7 +63,7 @@ async def postgres_database() -> AsyncIterator[str]:
         pytest.skip(f"{POSTGRES_ENV} is not set; PostgreSQL tests need a server to run against")
     url = make_url(base)
     name = f"jobstate_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(_admin_dsn())
+    admin = await asyncpg.connect(admin_dsn())
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:

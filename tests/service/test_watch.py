@@ -6,9 +6,11 @@ import asyncio
 import random
 from datetime import timedelta
 
+import asyncpg
 import grpc
 import pytest
 from google.protobuf.struct_pb2 import Struct
+from sqlalchemy.engine import make_url
 
 from jobstate.server import RunningServer
 from jobstate.service import utcnow
@@ -19,6 +21,7 @@ from .conftest import (
     ChannelFactory,
     ServerFactory,
     Watch,
+    admin_dsn,
     create_job,
     eventually,
     log_of,
@@ -127,6 +130,24 @@ async def test_history_that_no_longer_reaches_back_starts_with_a_snapshot(
         ("COMPLETE", 12),
     ]
     assert (await from_gap.code(), await from_kept.code()) == (OK, OK)
+
+
+async def test_a_finished_job_whose_progress_history_was_pruned(
+    sqlite_server: RunningServer, sqlite_stub: Stub
+) -> None:
+    stub = sqlite_stub
+    await create_job(stub, "j")
+    for value in (10, 20, 30):
+        await progress(stub, "j", value)
+    done = await complete(stub, "j")
+    # Retention drops the progress events of jobs finished before the cutoff.
+    assert await sqlite_server.store.compact(utcnow() + timedelta(seconds=1), 1000) == 3
+
+    from_gap = Watch(stub, "j", after=1)
+    after_pruned = Watch(stub, "j", after=4)
+    assert [(m.type, m.job) for m in await from_gap.rest()] == [(pb.EVENT_TYPE_SNAPSHOT, done)]
+    assert log_of(await after_pruned.rest()) == [("COMPLETE", 5)]
+    assert (await from_gap.code(), await after_pruned.code()) == (OK, OK)
 
 
 FINISHERS = {
@@ -369,3 +390,39 @@ async def test_watchers_on_both_replicas_see_interleaved_writes_without_gaps(
     assert final == 122
     assert [log_of(await w.rest()) for w in watches] == [expected] * len(watches)
     assert [await w.code() for w in watches] == [OK] * len(watches)
+
+
+async def test_watchers_catch_up_after_the_listen_connection_drops(
+    postgres_url: str, start: ServerFactory, connect: ChannelFactory
+) -> None:
+    # NOTIFYs sent while a replica's LISTEN connection is down are lost; the replica must
+    # catch up from history after reconnecting, so its watchers still miss nothing.
+    a, b = await start(postgres_url), await start(postgres_url)
+    stub_a = pb_grpc.JobStateServiceStub(connect(a.port))
+    stub_b = pb_grpc.JobStateServiceStub(connect(b.port))
+    await create_job(stub_a, "j")
+    watch = Watch(stub_a, "j")
+    assert log_of(await watch.until(1)) == [("SNAPSHOT", 1)]
+    database = make_url(postgres_url).database
+    admin = await asyncpg.connect(admin_dsn())
+
+    async def listening() -> set[int]:
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'"
+        return {row["pid"] for row in await admin.fetch(query, database)}
+
+    async def two_listening() -> bool:
+        return len(await listening()) == 2
+
+    try:
+        await eventually(two_listening, "both replicas listen")
+        dropped = await listening()
+        for pid in dropped:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        expected = [("PROGRESS", (await progress(stub_b, "j", i)).version) for i in range(1, 21)]
+        expected.append(("COMPLETE", (await complete(stub_b, "j")).version))
+        assert log_of(await watch.rest()) == expected
+        assert await watch.code() == OK
+        await eventually(two_listening, "both replicas listen again")
+        assert not (await listening()) & dropped
+    finally:
+        await admin.close()
