@@ -7,13 +7,23 @@ import asyncio
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
+import pytest
 
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
-from .conftest import WAIT, ChannelFactory, SpawnFactory, Watch, create_job, log_of
+from .conftest import (
+    WAIT,
+    ChannelFactory,
+    ServerFactory,
+    SpawnFactory,
+    Watch,
+    create_job,
+    log_of,
+)
 
 Stub = pb_grpc.JobStateServiceStub
 Ack = tuple[str, int, float, str]  # job_id, version, progress, message
@@ -147,3 +157,18 @@ async def test_sigterm_ends_watch_streams_cleanly_and_exits_0(
     assert_acks_durable(acks, histories)
     applied = {(job_id, job.message) for job_id, h in histories.items() for job in h.values()}
     assert [r for r in flood.refused if r[1:] in applied] == []
+
+
+def _pragmas(conn: Any) -> tuple[str, int]:
+    journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+    return journal, conn.exec_driver_sql("PRAGMA synchronous").scalar()
+
+
+@pytest.mark.parametrize(("synchronous", "level"), [("NORMAL", 1), ("FULL", 2)])
+async def test_sqlite_commits_through_wal_with_the_configured_synchronous_level(
+    sqlite_url: str, start: ServerFactory, synchronous: str, level: int
+) -> None:
+    running = await start(sqlite_url, sqlite_synchronous=synchronous)
+    # Asked of the connection that writes (and of one that reads): PRAGMAs are per connection.
+    assert await running.store.db.write(_pragmas) == ("wal", level)
+    assert await running.store.db.read(_pragmas) == ("wal", level)
