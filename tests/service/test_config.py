@@ -185,6 +185,12 @@ async def test_bad_configuration_stops_the_process_with_one_clear_line(
     }
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="service bug: when binding fails, grpc core writes its own unstructured line "
+    "('E... add_port.cc:83] Failed to add port to server: ...') to stderr before "
+    "'jobstate serve: cannot listen on ...', so a bad listen address gives two lines, not one",
+)
 async def test_listen_address_not_on_this_host_stops_with_one_clear_line(
     spawn: SpawnFactory, db: str
 ) -> None:
