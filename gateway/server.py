@@ -56,9 +56,7 @@ class Gateway:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
-        server = site._server  # NOTE: aiohttp exposes the bound port only via the server
-        sockets = getattr(server, "sockets", None) or ()
-        self.port = sockets[0].getsockname()[1] if sockets else self.config.port
+        self.port = self._runner.addresses[0][1]  # the bound port (port 0 picks one)
         self.services.public_url = self.config.resolved_public_url(self.port)
         self.services.origins = self.config.resolved_origins(self.services.public_url)
         log.info("gateway listening on %s:%d", self.config.host, self.port)
