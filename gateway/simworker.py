@@ -21,6 +21,7 @@ from gateway.worker import WorkerError
 log = logging.getLogger(__name__)
 
 STEPS = 10
+MAX_REMEMBERED = 10_000
 
 
 class SimulatedWorker:
@@ -36,6 +37,8 @@ class SimulatedWorker:
 
     async def submit(self, job_id: str, callback_url: str, params: dict[str, Any]) -> str:
         external_id = f"sim-{uuid.uuid4().hex}"
+        while len(self._states) >= MAX_REMEMBERED:  # forget the oldest finished runs
+            del self._states[next(iter(self._states))]
         self._states[external_id] = "IN_QUEUE"
         task = asyncio.get_running_loop().create_task(self._run(external_id, job_id, callback_url))
         self._runs[external_id] = task
