@@ -11,7 +11,6 @@ Database failures become `Unavailable`; the detail is logged, not sent to client
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobstate.errors import Unavailable
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 Work = Callable[..., T]
 
@@ -54,8 +52,9 @@ def open_database(url: str, *, sqlite_synchronous: str = "NORMAL") -> Database:
 
 
 def _unavailable(exc: BaseException) -> Unavailable:
-    log.error("job store error: %s", exc, exc_info=exc)
-    return Unavailable("the job store is unavailable; retry shortly")
+    # The driver's own error (sqlite3/asyncpg), not SQLAlchemy's wrapper with the SQL text.
+    cause = getattr(exc, "orig", None) or exc
+    return Unavailable("the job store is unavailable; retry shortly", f"{cause}".strip())
 
 
 class SqliteDatabase(Database):

@@ -26,7 +26,15 @@ class FailedPrecondition(JobStateError):
 
 
 class Unavailable(JobStateError):
-    """The store cannot be reached or refused the write; retrying later may succeed."""
+    """The store cannot be reached or refused the write; retrying later may succeed.
+
+    `cause` says what the database said, for logs and start-up errors; clients see only the
+    message.
+    """
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class Unauthenticated(JobStateError):

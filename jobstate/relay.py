@@ -91,7 +91,8 @@ class EventRelay:
                     continue
                 try:
                     _, events = await self._store.get_with_events(job_id, self._hub.latest(job_id))
-                except Unavailable:
+                except Unavailable as exc:
+                    log.warning("relay cannot read %s: %s", job_id, exc.cause)
                     self._mark([job_id])
                     await asyncio.sleep(_RETRY_DELAY)  # the store is down: retry, not spin
                     continue

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from jobstate import logs
 from jobstate.auth import TokenAuthInterceptor
-from jobstate.config import ConfigError, ServiceConfig
+from jobstate.config import ConfigError, ServiceConfig, parse_listen
 from jobstate.errors import Unavailable
 from jobstate.hub import Hub
 from jobstate.relay import EventRelay, asyncpg_dsn
@@ -38,6 +39,8 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
+    # A second server on a taken port must fail, not silently share it.
+    ("grpc.so_reuseport", 0),
 ]
 
 
@@ -78,8 +81,8 @@ async def _retention_loop(store: Store, config: ServiceConfig) -> None:
                 removed += await store.purge_jobs(now - timedelta(seconds=config.job_retention))
             if removed:
                 log.info("retention removed %d rows", removed)
-        except Unavailable:
-            log.warning("retention skipped: store unavailable")
+        except Unavailable as exc:
+            log.warning("retention skipped: store unavailable: %s", exc.cause)
 
 
 async def start_server(config: ServiceConfig) -> RunningServer:
@@ -112,7 +115,21 @@ async def start_server(config: ServiceConfig) -> RunningServer:
     return running
 
 
+def _check_bindable(listen: str) -> None:
+    """Bind once ourselves: grpc core reports a failed bind on stderr in its own format."""
+    host, port = parse_listen(listen, "JOBSTATE_LISTEN")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+
+
 def _bind(server: grpc.aio.Server, config: ServiceConfig) -> int:
+    _check_bindable(config.listen)
     try:
         if config.tls_cert:
             credentials = grpc.ssl_server_credentials(

@@ -40,6 +40,8 @@ CODES: dict[type[errors.JobStateError], grpc.StatusCode] = {
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The code and client-facing message for an exception (MRO lookup; unknown → INTERNAL)."""
+    if isinstance(exc, errors.Unavailable) and exc.cause:
+        log.warning("job store unavailable: %s", exc.cause)
     for cls in type(exc).__mro__:
         if cls in CODES:
             return CODES[cls], str(exc)
@@ -92,7 +94,7 @@ class JobStateServicer(pb_grpc.JobStateServiceServicer):
             user_id=request.user_id,
             statuses=statuses_from_pb(request.statuses),
             updated_before=(
-                datetime_from_pb(request.updated_before)
+                datetime_from_pb(request.updated_before, "updated_before")
                 if request.HasField("updated_before")
                 else None
             ),

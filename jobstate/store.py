@@ -19,11 +19,12 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 
 from jobstate import domain
 from jobstate.database import Database, lock_schema, open_database
 from jobstate.domain import TERMINAL, Change, EventType, Job, JobEvent, Status
-from jobstate.errors import InvalidArgument, JobStateError, NotFound
+from jobstate.errors import InvalidArgument, JobStateError, NotFound, Unavailable
 from jobstate.groupcommit import GroupCommit
 from jobstate.schema import job_events, jobs, metadata
 
@@ -343,6 +344,10 @@ class Store:
         db = open_database(url, sqlite_synchronous=sqlite_synchronous)
         try:
             await db.write(_create_schema)
+        except Unavailable as exc:
+            await db.close()
+            where = make_url(url).render_as_string(hide_password=True)
+            raise Unavailable(f"cannot open the job store {where}: {exc.cause}") from None
         except BaseException:
             await db.close()
             raise

@@ -79,5 +79,8 @@ def statuses_from_pb(values: Any) -> tuple[Status, ...]:
         raise InvalidArgument(f"statuses contains an unknown status {exc.args[0]}") from None
 
 
-def datetime_from_pb(value: Timestamp) -> datetime:
-    return value.ToDatetime(tzinfo=UTC)
+def datetime_from_pb(value: Timestamp, name: str) -> datetime:
+    try:
+        return value.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(f"{name} is not a valid timestamp") from None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from support.servers import run_serve
 
 
@@ -34,12 +33,6 @@ def test_directory_that_cannot_be_created(tmp_path: Path) -> None:
     assert blocker.read_text() == "not a directory\n"  # nothing written over it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobstate/server.py + database.py: a SQLite file that cannot be opened at start-up "
-    "logs a full traceback and ends with the generic 'the job store is unavailable; retry "
-    "shortly', which names neither the file nor the cause",
-)
 def test_database_path_that_is_a_directory(tmp_path: Path) -> None:
     database = tmp_path / "db.sqlite"
     database.mkdir()
