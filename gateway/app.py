@@ -82,7 +82,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             return _error(413, f"request body too large (limit {MAX_BODY} bytes)")
         return _error(exc.status, (exc.reason or "error").lower(), headers)
     except GatewayError as exc:
-        return _error(exc.status, str(exc))
+        return web.json_response({"error": str(exc), **exc.fields}, status=exc.status)
     except grpc.aio.AioRpcError as exc:
         status, message = http_error(exc.code(), exc.details())
         if status == 500:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 
 class GatewayError(Exception):
-    """Root of the gateway's own errors: `str(error)` is the `{"error": ...}` text."""
+    """Root of the gateway's own errors: `str(error)` is the `{"error": ...}` text; keyword
+    arguments become further fields of the body (e.g. the `job_id` a failed start created)."""
 
     status = 500
+
+    def __init__(self, message: str, **fields: str) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 class BadRequest(GatewayError):

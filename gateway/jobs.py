@@ -84,7 +84,8 @@ async def _submit(svc: Services, job: pb.Job, params: dict[str, Any]) -> pb.Job:
             await svc.client.fail_job(job.job_id, f"submission to the GPU worker failed: {exc}")
         except grpc.aio.AioRpcError as rpc_exc:
             log.error("could not mark %s as failed: %s", job.job_id, rpc_exc.code().name)
-        raise BadGateway(f"the GPU worker could not take the job: {exc}") from None
+        message = f"the GPU worker could not take the job: {exc}"
+        raise BadGateway(message, job_id=job.job_id) from None
     try:
         return await svc.client.mark_submitted(job.job_id, external_id)
     except grpc.aio.AioRpcError as exc:

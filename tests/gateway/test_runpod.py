@@ -15,6 +15,7 @@ async def test_runpod_refusing_makes_the_job_error_and_502(stack: Stack, answer:
     _, jobs = await stack.get("/api/jobs")
     [job] = jobs["jobs"]
     assert job["status"] == "error" and "submission to the GPU worker failed" in job["error"]
+    assert body["job_id"] == job["job_id"]
 
 
 async def test_runpod_unreachable_makes_the_job_error_and_502(make_stack) -> None:
