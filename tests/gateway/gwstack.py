@@ -106,6 +106,7 @@ class FakeRunPod:
     url: str = ""
     requests: list[tuple[str, str, dict[str, Any] | None, str]] = field(default_factory=list)
     run_status: int = 200
+    cancel_status: int = 200
     submitted: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
     def paths(self) -> list[tuple[str, str]]:
@@ -123,6 +124,8 @@ class FakeRunPod:
             await self.submitted.put({**body["input"], "id": external_id})
             return web.json_response({"id": external_id, "status": "IN_QUEUE"})
         if request.path.startswith("/cancel/"):
+            if self.cancel_status != 200:
+                return web.json_response({"error": "boom"}, status=self.cancel_status)
             return web.json_response({"id": request.path.split("/")[-1], "status": "CANCELLED"})
         return web.json_response({"id": request.path.split("/")[-1], "status": "IN_PROGRESS"})
 

@@ -93,3 +93,16 @@ async def test_production_without_r2_cannot_sign(make_stack) -> None:
     await stack.callback(job_id, {"status": "complete", "output_key": "exports/p.mp4"})
     status, body = await stack.get("/api/storage/presigned-url?key=exports%2Fp.mp4")
     assert status == 503 and "R2_ENDPOINT_URL" in body["error"]
+
+
+@pytest.mark.parametrize(("answer", "attempts"), [(503, 3), (404, 1)])
+async def test_cancel_retries_5xx_a_bounded_number_of_times_never_4xx(
+    stack: Stack, answer: int, attempts: int
+) -> None:
+    job_id = await stack.start_job()
+    submission = await stack.runpod.next_submission()
+    stack.runpod.cancel_status = answer
+    status, job = await stack.post(f"/api/jobs/{job_id}/cancel")
+    assert (status, job["status"]) == (200, "cancelled")  # cancelled here either way
+    cancels = [p for p in stack.runpod.paths() if p[1].startswith("/cancel/")]
+    assert cancels == [("POST", f"/cancel/{submission['id']}")] * attempts
