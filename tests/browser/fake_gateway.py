@@ -67,6 +67,7 @@ class FakeGateway:
         self.refuse_websockets = False
         self.answer_pings = True
         self.polls = 0
+        self.poll_arrivals: asyncio.Queue[None] = asyncio.Queue()
         self.app = web.Application()
         self.app.router.add_get("/", self._harness)
         self.app.router.add_static("/static/", STATIC)
@@ -98,6 +99,7 @@ class FakeGateway:
 
     async def _get_job(self, request: web.Request) -> web.Response:
         self.polls += 1
+        self.poll_arrivals.put_nowait(None)
         if request.headers.get("Authorization") != f"Bearer {GOOD_TOKEN}":
             return web.json_response({"error": "bad token"}, status=401)
         job = self.jobs.get(request.match_info["job_id"])

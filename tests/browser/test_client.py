@@ -150,6 +150,12 @@ async def test_polls_while_websockets_are_refused_and_switches_back(page, fake_g
     assert sock.after == "3"
     await page.wait_for_function("window.modes.at(-1) === 'websocket'")
     await sock.send(type="progress", job_id="j1", progress=60, message="Encoding", version=4)
+    await wait_for_event(page, "progress", 4, 60, "Encoding")
+    # Polling stopped with the switch: no request arrives for several poll intervals.
+    while not fake_gateway.poll_arrivals.empty():
+        fake_gateway.poll_arrivals.get_nowait()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(fake_gateway.poll_arrivals.get(), 0.5)
     await sock.send(type="error", job_id="j1", error="ffmpeg exited 1", version=5)
     await wait_for_event(page, "error", "job", "ffmpeg exited 1")
 
