@@ -77,7 +77,8 @@
         if (err.status === 404) {
           var saved = sessionStorage.getItem("jobstate.token");
           if (saved) return ready(saved);
-          $("user-id").textContent = "not signed in";
+          $("who-label").hidden = true;
+          $("user-id").textContent = "Not signed in";
           $("signin").hidden = false;
         } else {
           showError("Could not sign in: " + describe(err));
@@ -94,6 +95,7 @@
       },
     });
     $("signin").hidden = true;
+    $("who-label").hidden = false;
     $("start").disabled = false;
     var sub = subjectOf(t);
     if (sub) $("user-id").textContent = sub;

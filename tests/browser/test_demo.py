@@ -236,9 +236,10 @@ async def test_unknown_job_is_reported_to_the_person(page, sim_system: System):
     await expect(page.locator("#job-card")).to_be_hidden()
 
 
-async def test_production_page_asks_for_a_token(page, make_system):
+async def test_production_page_asks_for_a_token(page, make_system, artifacts: Path):
     system = await make_system(environment="production")
     await open_demo_signed_out(page, system)
+    await page.screenshot(path=str(artifacts / "demo-signin.png"), full_page=True)
     await page.locator("#token-input").fill(System.token("prod-user"))
     await page.locator("#signin-form button").click()
     await expect(page.locator("#user-id")).to_have_text("prod-user")
