@@ -222,7 +222,7 @@ async def measure(
         os.unlink(f.name)
         # Let the last messages arrive (bounded), then stop counting.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(receiver.all_arrived.wait(), 5)
+            await asyncio.wait_for(receiver.all_arrived.wait(), 3)
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         await close_sockets(opened)
     counts = json.loads(out)
@@ -388,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=[1000.0],
         help="callbacks per second, comma-separated (default 1000; '' measures memory only)",
     )
-    parser.add_argument("--seconds", type=float, default=5.0, help="per system and rate")
+    parser.add_argument("--seconds", type=float, default=4.0, help="per system and rate")
     parser.add_argument("--idle", type=int, default=5000, help="idle sockets (0: skip)")
     parser.add_argument("--relay", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--profile", help="write a cProfile of the gateway to this file")
