@@ -198,12 +198,13 @@ async def test_unreachable_database_stops_with_a_clear_last_line(spawn: SpawnFac
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/jobstate"
+    url = f"postgresql+asyncpg://postgres:hunter2@127.0.0.1:{port}/jobstate"
     failed, lines = await run_bad(spawn, url, {"listen": "127.0.0.1:0"}, {})
-    # One line naming the store and what the driver said.
+    # One line naming the store (never its password) and what the driver said.
     assert failed
     assert len(lines) == 1, lines
-    assert lines[0].startswith(f"jobstate serve: cannot open the job store {url}: "), lines
+    shown = url.replace("hunter2", "***")
+    assert lines[0].startswith(f"jobstate serve: cannot open the job store {shown}: "), lines
     assert "Connect call failed" in lines[0], lines
 
 
