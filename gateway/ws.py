@@ -58,7 +58,7 @@ async def job_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(
         heartbeat=svc.config.ws_heartbeat,
         compress=False,
-        max_msg_size=MAX_CLIENT_FRAME,
+        max_msg_size=MAX_CLIENT_FRAME + 1,  # aiohttp refuses len >= max_msg_size
         timeout=5.0,
     )
     await ws.prepare(request)
