@@ -9,6 +9,7 @@ store's transaction.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -125,9 +126,7 @@ class JobService:
         size = min(query.page_size or 50, MAX_PAGE_SIZE)
         if query.user_id:
             domain.validate_user_id(query.user_id)
-        return await self.store.list_jobs(
-            JobQuery(query.user_id, query.statuses, query.updated_before, size, query.page_token)
-        )
+        return await self.store.list_jobs(dataclasses.replace(query, page_size=size))
 
     async def change(self, job_id: str, change: Change) -> Job:
         """Apply one change. Returns the job after it (unchanged when it restated the state).

@@ -254,6 +254,7 @@ class JobQuery:
     updated_before: datetime | None = None
     page_size: int = 50
     page_token: str = ""
+    output_key: str = ""
 
 
 def _select_page(conn: Connection, query: JobQuery) -> tuple[list[Job], str]:
@@ -264,6 +265,8 @@ def _select_page(conn: Connection, query: JobQuery) -> tuple[list[Job], str]:
         stmt = stmt.where(jobs.c.status.in_([s.value for s in query.statuses]))
     if query.updated_before is not None:
         stmt = stmt.where(jobs.c.updated_at < query.updated_before)
+    if query.output_key:
+        stmt = stmt.where(jobs.c.output_key == query.output_key)
     if query.page_token:
         created, job_id = decode_page_token(query.page_token)
         stmt = stmt.where(

@@ -260,6 +260,23 @@ async def test_list_jobs_status_filter(stub: Stub) -> None:
     ]
 
 
+async def test_list_jobs_output_key_filter(stub: Stub) -> None:
+    for job_id in ("a", "b", "c"):
+        await create_job(stub, job_id, user_id="u1")
+    await create_job(stub, "other", user_id="u2")
+    await stub.CompleteJob(pb.CompleteJobRequest(job_id="a", output_key="exports/same.mp4"))
+    await stub.CompleteJob(pb.CompleteJobRequest(job_id="b", output_key="exports/b.mp4"))
+    await stub.CompleteJob(pb.CompleteJobRequest(job_id="other", output_key="exports/same.mp4"))
+
+    async def ids(user_id: str, key: str) -> list[str]:
+        page = await stub.ListJobs(pb.ListJobsRequest(user_id=user_id, output_key=key))
+        return [job.job_id for job in page.jobs]
+
+    assert await ids("u1", "exports/same.mp4") == ["a"]
+    assert await ids("u1", "exports/none.mp4") == []
+    assert await ids("", "exports/same.mp4") == ["other", "a"]
+
+
 async def test_list_jobs_updated_before(stub: Stub) -> None:
     a = await create_job(stub, "a", user_id="u1")
     b = await create_job(stub, "b", user_id="u1")
