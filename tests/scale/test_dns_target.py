@@ -68,9 +68,11 @@ async def test_a_dns_target_fails_over_when_its_replica_dies(
     await sock.until_version(2)
     used = connected(gateway, replicas)
     assert used, "the gateway holds no connection to any replica"
-    for victim in used:
-        await victim.kill()
-    (survivor,) = [r for r in replicas if r not in used]
+    # With pick_first (today) `used` is the one replica carrying everything; with round_robin
+    # it is both, and the watch stream may be on either.
+    victim = used[0]
+    await victim.kill()
+    (survivor,) = [r for r in replicas if r is not victim]
     request = pb.ReportProgressRequest(job_id=job_id, progress=40.0, message="via survivor")
     version = (await survivor.stub.ReportProgress(request, timeout=10)).job.version
     await sock.until_version(version)  # the gateway re-watched through the survivor
