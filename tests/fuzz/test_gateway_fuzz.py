@@ -272,12 +272,6 @@ def test_websocket_frames(stack: Stack, sent: list[tuple[str, Any]]) -> None:
     assert all(m == {"type": "pong"} for m in received[1:]), received
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/ws.py: max_msg_size=64 KiB makes aiohttp close a frame of exactly 64 KiB "
-    "with 1009 (aiohttp refuses len >= max_msg_size); DESIGN.md says frames up to 64 KiB are "
-    "ignored and the socket stays open",
-)
 def test_websocket_frame_of_exactly_64_kib_is_ignored(stack: Stack) -> None:
     async def scenario() -> Any:
         job = await stack.job("u1", "processing")
