@@ -104,6 +104,7 @@ class JobStateClient:
         page_token: str = "",
         statuses: list[int] | None = None,
         updated_before: Timestamp | None = None,
+        output_key: str = "",
     ) -> pb.ListJobsResponse:
         request = pb.ListJobsRequest(
             user_id=user_id,
@@ -111,6 +112,7 @@ class JobStateClient:
             page_token=page_token,
             statuses=statuses or [],
             updated_before=updated_before,
+            output_key=output_key,
         )
         return await self._rpc("ListJobs", request)
 

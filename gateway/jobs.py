@@ -24,7 +24,6 @@ from jobstate.v1 import jobstate_pb2 as pb
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
-PRESIGN_SCAN_PAGES = 20
 # NOTE: serialises submissions of one job within this process, so two concurrent starts with
 # the same Idempotency-Key make one GPU run. Gateways behind one URL can still race (rare:
 # same user, same key, same instant); the service's idempotency makes them share the job.
@@ -140,21 +139,15 @@ async def presigned_url(request: web.Request) -> web.Response:
     key = request.query.get("key", "")
     if not key:
         raise BadRequest("key is required")
-    # NOTE: the contract's output_url carries only the key, so the caller's complete jobs are
-    # scanned for it (newest first, bounded). A ListJobs filter on output_key would make this
-    # one call.
-    token = ""
-    for _ in range(PRESIGN_SCAN_PAGES):
-        page = await svc.client.list_jobs(user_id, 500, token, [pb.JOB_STATUS_COMPLETE])
-        if any(job.output_key == key for job in page.jobs):
-            url = svc.storage.presign(key)
-            if url.startswith("/"):  # development's local outputs, served by this gateway
-                url = svc.public_url + url
-            return web.json_response({"url": url, "expires_in": svc.storage.expires_in})
-        token = page.next_page_token
-        if not token:
-            break
-    raise NotFound("no complete job of yours has that output")
+    # The contract's output_url carries only the key: the caller owns it if one of their
+    # complete jobs has exactly that output_key (the service filters; one call, one row).
+    page = await svc.client.list_jobs(user_id, 1, statuses=[pb.JOB_STATUS_COMPLETE], output_key=key)
+    if not page.jobs:
+        raise NotFound("no complete job of yours has that output")
+    url = svc.storage.presign(key)
+    if url.startswith("/"):  # development's local outputs, served by this gateway
+        url = svc.public_url + url
+    return web.json_response({"url": url, "expires_in": svc.storage.expires_in})
 
 
 async def dev_token(request: web.Request) -> web.Response:
