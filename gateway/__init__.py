@@ -7,6 +7,8 @@ It talks to the jobstate service only over gRPC. Module map, outside in:
 - `app` (routes, JSON errors, CORS, health, metrics, demo page), `context` (what handlers share)
 - routes: `jobs` (start/get/list/cancel/presigned URL/dev token), `callbacks` (RunPod's
   callbacks in both formats), `ws` (one browser socket on one job)
+- abuse limits: `limits` (unfinished jobs and starts per user, sockets per user and per job),
+  `ratelimit` (a pure per-key token bucket)
 - fan-out: `watch` (one shared WatchJob stream per job, replay and catch-up), `outbox` (one
   socket's writer with latest-wins progress coalescing)
 - outward: `client` (gRPC, deadlines, auth metadata), `worker` + `runpod` / `simworker`,

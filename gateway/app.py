@@ -20,6 +20,7 @@ from gateway.client import JobStateClient
 from gateway.config import GatewayConfig
 from gateway.context import SERVICES, Services, services
 from gateway.errors import GatewayError
+from gateway.limits import SocketSlots, StartLimits
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.runpod import RunPodClient
 from gateway.simworker import SimulatedWorker
@@ -62,6 +63,14 @@ def make_services(config: GatewayConfig) -> Services:
         hub=WatchHub(client, metrics),
         storage=storage,
         worker=worker,
+        starts=StartLimits(
+            client,
+            max_unfinished=config.max_unfinished_jobs_per_user,
+            max_per_minute=config.max_starts_per_minute,
+        ),
+        slots=SocketSlots(
+            max_per_user=config.max_sockets_per_user, max_per_job=config.max_sockets_per_job
+        ),
     )
 
 
@@ -82,7 +91,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             return _error(413, f"request body too large (limit {MAX_BODY} bytes)")
         return _error(exc.status, (exc.reason or "error").lower(), headers)
     except GatewayError as exc:
-        return web.json_response({"error": str(exc), **exc.fields}, status=exc.status)
+        body = {"error": str(exc), **exc.fields}
+        return web.json_response(body, status=exc.status, headers=exc.headers())
     except grpc.aio.AioRpcError as exc:
         status, message = http_error(exc.code(), exc.details())
         if status == 500:

@@ -19,6 +19,7 @@ DEFAULT_LISTEN = "127.0.0.1:8787"
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_BUCKET = "reel-ballers-users"
 RUNPOD_API_BASE = "https://api.runpod.ai/v2/"
+MAX_LIMIT = 1_000_000
 
 
 class ConfigError(ValueError):
@@ -56,6 +57,15 @@ def _seconds(environ: Mapping[str, str], variable: str, default: float) -> float
     if not 0 < value < 86400:
         raise ConfigError(f"{variable} must be between 0 and 86400 seconds, got {raw!r}")
     return value
+
+
+def _count(environ: Mapping[str, str], variable: str, default: int) -> int:
+    raw = environ.get(variable, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or len(raw) > 9:  # the range is checked in __post_init__
+        raise ConfigError(f"{variable} must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
+    return int(raw)
 
 
 def dev_secret(data_dir: Path, name: str) -> str:
@@ -105,6 +115,12 @@ class GatewayConfig:
     ws_heartbeat: float = 30.0
     presign_expires: int = 3600
     sim_step_seconds: float = 0.3
+    # Abuse limits (DESIGN.md: generous defaults); each is per gateway process, except the
+    # unfinished-jobs count, which the service answers for every gateway at once.
+    max_unfinished_jobs_per_user: int = 100
+    max_starts_per_minute: int = 300
+    max_sockets_per_user: int = 200
+    max_sockets_per_job: int = 1000
     # Development: secrets and (without R2) the simulated worker's outputs live here.
     data_dir: str = "data"
 
@@ -138,6 +154,17 @@ class GatewayConfig:
             _http_url(self.r2_endpoint_url, "R2_ENDPOINT_URL")
         if not self.r2_bucket:
             raise ConfigError("R2_BUCKET must not be empty")
+        for variable, value in self._limits():
+            if not 1 <= value <= MAX_LIMIT:
+                raise ConfigError(f"{variable} must be from 1 to {MAX_LIMIT}, got {value}")
+
+    def _limits(self) -> tuple[tuple[str, int], ...]:
+        return (
+            ("GATEWAY_MAX_UNFINISHED_JOBS_PER_USER", self.max_unfinished_jobs_per_user),
+            ("GATEWAY_MAX_STARTS_PER_MINUTE", self.max_starts_per_minute),
+            ("GATEWAY_MAX_SOCKETS_PER_USER", self.max_sockets_per_user),
+            ("GATEWAY_MAX_SOCKETS_PER_JOB", self.max_sockets_per_job),
+        )
 
     @property
     def development(self) -> bool:
@@ -212,5 +239,9 @@ class GatewayConfig:
             runpod_timeout=_seconds(env, "RUNPOD_TIMEOUT", 10.0),
             ws_heartbeat=_seconds(env, "GATEWAY_WS_HEARTBEAT", 30.0),
             sim_step_seconds=_seconds(env, "SIMWORKER_STEP_SECONDS", 0.3),
+            max_unfinished_jobs_per_user=_count(env, "GATEWAY_MAX_UNFINISHED_JOBS_PER_USER", 100),
+            max_starts_per_minute=_count(env, "GATEWAY_MAX_STARTS_PER_MINUTE", 300),
+            max_sockets_per_user=_count(env, "GATEWAY_MAX_SOCKETS_PER_USER", 200),
+            max_sockets_per_job=_count(env, "GATEWAY_MAX_SOCKETS_PER_JOB", 1000),
             data_dir=str(data_dir),
         )

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from gateway.auth import CallbackAuth, UserAuth
     from gateway.client import JobStateClient
     from gateway.config import GatewayConfig
+    from gateway.limits import SocketSlots, StartLimits
     from gateway.metrics import Metrics
     from gateway.storage import Storage
     from gateway.watch import WatchHub
@@ -28,6 +29,8 @@ class Services:
     hub: WatchHub
     storage: Storage
     worker: Worker
+    starts: StartLimits
+    slots: SocketSlots
     public_url: str = ""
     origins: frozenset[str] = frozenset()
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)

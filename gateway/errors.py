@@ -13,6 +13,10 @@ class GatewayError(Exception):
         super().__init__(message)
         self.fields = fields
 
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (e.g. `Retry-After`)."""
+        return {}
+
 
 class BadRequest(GatewayError):
     status = 400
@@ -28,6 +32,19 @@ class Conflict(GatewayError):
 
 class PayloadTooLarge(GatewayError):
     status = 413
+
+
+class TooManyRequests(GatewayError):
+    """429: an abuse limit; `retry_after` whole seconds go into the `Retry-After` header."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class BadGateway(GatewayError):

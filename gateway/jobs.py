@@ -63,7 +63,9 @@ async def start_export(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key", "")
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise BadRequest(f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters")
-    job = await svc.client.create_job(user_id, "overlay", params, key)
+    job = await svc.starts.create(
+        user_id, key, lambda: svc.client.create_job(user_id, "overlay", params, key)
+    )
     lock = _submit_locks.setdefault(job.job_id, asyncio.Lock())
     contended = lock.locked()
     async with lock:

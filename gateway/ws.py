@@ -2,7 +2,9 @@
 
 Order of checks: a browser Origin outside GATEWAY_ALLOWED_ORIGINS is refused with 403 before
 the upgrade; the token (close 4401) and the job's owner (close 4404, also for someone else's
-job) are checked after it. Then the socket joins the job's shared stream (`watch.WatchHub`).
+job) are checked after it, then the socket caps (close 4429 beyond
+GATEWAY_MAX_SOCKETS_PER_USER / _PER_JOB: a browser cannot read a refused upgrade's status, but
+it can read a close code). Then the socket joins the job's shared stream (`watch.WatchHub`).
 From the client only `{"type":"ping"}` means something (answered `{"type":"pong"}`); anything
 else up to 64 KiB a frame is ignored. Sockets are uncompressed on purpose (permessage-deflate
 tripled CPU per push and grew each socket ~14x) and heartbeated so dead peers are noticed.
@@ -18,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from gateway.auth import Unauthorized
 from gateway.context import Services, services
+from gateway.limits import CLOSE_TOO_MANY
 from gateway.outbox import Outbox
 from gateway.translate import loads
 from gateway.watch import CLOSE_NOT_FOUND, CLOSE_TRY_AGAIN, Watcher
@@ -67,7 +70,15 @@ async def job_socket(request: web.Request) -> web.StreamResponse:
     try:
         admitted = await _admit(request, ws, svc)
         if admitted is not None:
-            await _serve(ws, svc, *admitted)
+            user_id, job_id, after = admitted
+            refused = svc.slots.acquire(user_id, job_id)
+            if refused is not None:
+                await ws.close(code=CLOSE_TOO_MANY, message=refused.encode())
+            else:
+                try:
+                    await _serve(ws, svc, job_id, after)
+                finally:
+                    svc.slots.release(user_id, job_id)
     finally:
         svc.sockets.discard(ws)
         svc.metrics.sockets_open.dec()
@@ -76,8 +87,8 @@ async def job_socket(request: web.Request) -> web.StreamResponse:
 
 async def _admit(
     request: web.Request, ws: web.WebSocketResponse, svc: Services
-) -> tuple[str, int | None] | None:
-    """(job_id, after) for the job's owner; otherwise closes the socket with a code."""
+) -> tuple[str, str, int | None] | None:
+    """(user_id, job_id, after) for the job's owner; otherwise closes the socket with a code."""
     try:
         user_id = svc.users.verify(request.query.get("token", ""))
     except Unauthorized as exc:
@@ -103,7 +114,7 @@ async def _admit(
     if job.user_id != user_id:
         await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
         return None
-    return job_id, after
+    return user_id, job_id, after
 
 
 async def _serve(ws: web.WebSocketResponse, svc: Services, job_id: str, after: int | None) -> None:

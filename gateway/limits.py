@@ -1,0 +1,135 @@
+"""Abuse limits: unfinished jobs and starts per minute per user; sockets per user and per job.
+
+Starts beyond a limit raise `TooManyRequests` (429 with `Retry-After`) before anything is
+created or submitted. Sockets beyond a cap are closed by `ws` with `CLOSE_TOO_MANY` (4429).
+
+NOTE on several gateways: the unfinished-jobs count is asked of the service (ListJobs with a
+status filter), so it holds across gateways, give or take starts racing on different ones.
+Starts per minute and the socket caps are counted in this process: behind a load balancer
+with N gateways a user can get up to N times as much. That is deliberate — they are abuse
+limits, not quotas, and sharing counters would add a store to every start and connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import OrderedDict, defaultdict
+from collections.abc import Awaitable, Callable
+
+from gateway.client import JobStateClient
+from gateway.errors import TooManyRequests
+from gateway.ratelimit import RateLimiter
+from jobstate.v1 import jobstate_pb2 as pb
+
+CLOSE_TOO_MANY = 4429
+UNFINISHED = [pb.JOB_STATUS_PENDING, pb.JOB_STATUS_PROCESSING]
+# Jobs take minutes; asking again sooner than this is pointless.
+UNFINISHED_RETRY_AFTER = 30
+MAX_PAGE = 500  # the service's largest ListJobs page
+IDEMPOTENCY_WINDOW = 24 * 3600.0  # the service's (DESIGN.md)
+MAX_REMEMBERED_KEYS = 10_000
+
+
+class StartLimits:
+    """Admission of `POST /api/export/overlay/start`, per user."""
+
+    def __init__(
+        self,
+        client: JobStateClient,
+        *,
+        max_unfinished: int,
+        max_per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._max_unfinished = max_unfinished
+        self._rate = RateLimiter(max_per_minute, 60.0, clock)
+        self._clock = clock
+        # (user, Idempotency-Key) of starts admitted here -> when; a repeat skips the limits.
+        self._keys: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def create(
+        self, user_id: str, key: str, create: Callable[[], Awaitable[pb.Job]]
+    ) -> pb.Job:
+        """Run `create` (CreateJob) if `user_id` may start a job; else TooManyRequests and
+        nothing is created. A repeat of an Idempotency-Key this gateway admitted within 24 h
+        is not a new start and passes unchecked (a repeat arriving at another gateway counts).
+        A user's starts are admitted one at a time here, so concurrent starts cannot all pass
+        the unfinished-jobs check together."""
+        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        async with lock:
+            if key and self._seen(user_id, key):
+                return await create()
+            wait = self._rate.acquire(user_id)
+            if wait:
+                limit = self._rate.limit
+                raise TooManyRequests(
+                    f"more than {limit} starts a minute; try again in {wait} s", wait
+                )
+            try:
+                await self._check_unfinished(user_id)
+                job = await create()
+            except BaseException:
+                self._rate.refund(user_id)  # nothing was started
+                raise
+            if job.version > 1 or job.status != pb.JOB_STATUS_PENDING:
+                self._rate.refund(user_id)  # the service returned an earlier job: a repeat
+            if key:
+                self._remember(user_id, key)
+            return job
+
+    async def _check_unfinished(self, user_id: str) -> None:
+        # Counts pages only until the limit is reached: one small call for most users.
+        count, token = 0, ""
+        while True:
+            size = min(self._max_unfinished - count, MAX_PAGE)
+            page = await self._client.list_jobs(user_id, size, token, UNFINISHED)
+            count += len(page.jobs)
+            token = page.next_page_token
+            if count >= self._max_unfinished:
+                raise TooManyRequests(
+                    f"you have {self._max_unfinished} unfinished jobs, the most allowed; "
+                    "wait for one to finish or cancel one",
+                    UNFINISHED_RETRY_AFTER,
+                )
+            if not token:
+                return
+
+    def _seen(self, user_id: str, key: str) -> bool:
+        when = self._keys.get((user_id, key))
+        return when is not None and self._clock() - when < IDEMPOTENCY_WINDOW
+
+    def _remember(self, user_id: str, key: str) -> None:
+        self._keys[(user_id, key)] = self._clock()
+        self._keys.move_to_end((user_id, key))
+        while len(self._keys) > MAX_REMEMBERED_KEYS:
+            self._keys.popitem(last=False)
+
+
+class SocketSlots:
+    """Open sockets per user and per job in this process; entries vanish at zero."""
+
+    def __init__(self, *, max_per_user: int, max_per_job: int) -> None:
+        self.max_per_user = max_per_user
+        self.max_per_job = max_per_job
+        self.per_user: defaultdict[str, int] = defaultdict(int)
+        self.per_job: defaultdict[str, int] = defaultdict(int)
+
+    def acquire(self, user_id: str, job_id: str) -> str | None:
+        """Take a slot; None if granted, else the reason (the socket's close message)."""
+        if self.per_user.get(user_id, 0) >= self.max_per_user:
+            return f"too many sockets for this user (limit {self.max_per_user})"
+        if self.per_job.get(job_id, 0) >= self.max_per_job:
+            return f"too many sockets for this job (limit {self.max_per_job})"
+        self.per_user[user_id] += 1
+        self.per_job[job_id] += 1
+        return None
+
+    def release(self, user_id: str, job_id: str) -> None:
+        for counts, key in ((self.per_user, user_id), (self.per_job, job_id)):
+            counts[key] -= 1
+            if counts[key] <= 0:
+                del counts[key]
