@@ -17,6 +17,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gateway.context import services
+from gateway.disposition import attachment
 from gateway.errors import NotFound
 
 
@@ -66,4 +67,5 @@ async def serve_output(request: web.Request) -> web.StreamResponse:
     path = outputs.check(key, request.query.get("expires", ""), request.query.get("sig", ""))
     if not path.is_file():
         raise NotFound("no such output")
-    return web.FileResponse(path)
+    # The same header R2 sends for a presigned URL (storage.Storage.presign).
+    return web.FileResponse(path, headers={"Content-Disposition": attachment(key)})

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.devstorage import LocalOutputs
+from gateway.disposition import attachment
 from gateway.errors import ServiceUnavailable
 
 
@@ -59,12 +60,18 @@ class Storage:
         return self._s3
 
     def presign(self, key: str) -> str:
-        """A presigned GET for `key`, valid `expires_in` seconds (a path when local)."""
+        """A presigned GET for `key`, valid `expires_in` seconds (a path when local); the
+        download comes with `Content-Disposition: attachment` and the key's file name."""
         if self.local is not None:
             return self.local.presign(key)
         return self._client().generate_presigned_url(
             "get_object",
-            Params={"Bucket": self.bucket, "Key": key},
+            # Signed into the URL: R2 answers the GET with this header, so browsers save it.
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ResponseContentDisposition": attachment(key),
+            },
             ExpiresIn=self.expires_in,
         )
 

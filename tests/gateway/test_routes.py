@@ -124,6 +124,8 @@ async def test_presigned_url_only_for_the_owner_of_a_complete_job(stack: Stack) 
     assert status == 200 and "X-Amz-Signature" in signed["url"]
     async with stack.http.get(signed["url"]) as response:
         assert (response.status, await response.read()) == (200, b"video")
+        disposition = response.headers["Content-Disposition"]
+        assert disposition == f'attachment; filename="{job_id}.mp4"'  # browsers save it
 
 
 async def test_aiohttp_errors_are_json(stack: Stack) -> None:

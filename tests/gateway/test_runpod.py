@@ -75,6 +75,8 @@ async def test_development_without_r2_serves_outputs_itself(make_stack, tmp_path
     assert status == 200 and signed["url"].startswith(f"{stack.url}/api/dev/outputs/exports/")
     async with stack.http.get(signed["url"]) as response:
         assert await response.read() == f"simulated export {job_id}\n".encode()
+        disposition = response.headers["Content-Disposition"]
+        assert disposition == f'attachment; filename="{job_id}.mp4"'
     assert (tmp_path / "outputs" / "exports" / f"{job_id}.mp4").is_file()
     for tampered in (
         signed["url"].replace("sig=", "sig=0"),
