@@ -2,6 +2,8 @@
 
 Every route needs `Authorization: Bearer <jwt>` (401). Someone else's job is answered exactly
 like a job that does not exist (404). gRPC failures are translated by the app's middleware.
+A start beyond the user's abuse limits is 429 with `Retry-After` before anything is created
+(`limits.StartLimits`).
 """
 
 from __future__ import annotations
