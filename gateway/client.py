@@ -51,8 +51,9 @@ class JobStateClient:
         """`tls_ca`: path of a PEM CA bundle; when given, the channel uses TLS and trusts only
         that CA (JOBSTATE_TLS_CA). Raises OSError if it cannot be read."""
         options = list(CHANNEL_OPTIONS)
-        if "," in target:  # several replicas: ipv4:a:1,b:2 spreads calls over them
-            options.append(("grpc.lb_policy_name", "round_robin"))
+        # Spread calls over every address the target resolves to (ipv4:a:1,b:2 or a dns: name
+        # with several records); with one address this is the same as pick_first.
+        options.append(("grpc.lb_policy_name", "round_robin"))
         if tls_ca:
             credentials = grpc.ssl_channel_credentials(Path(tls_ca).read_bytes())
             self._channel = grpc.aio.secure_channel(target, credentials, options=options)
@@ -75,7 +76,11 @@ class JobStateClient:
         started = time.perf_counter()
         code = "OK"
         try:
-            response = await method(request, timeout=self._timeout, metadata=self._metadata)
+            # wait_for_ready: a replica in reconnect back-off is waited for (within the
+            # deadline) instead of failing at once; healthz uses `healthy`, which does not wait.
+            response = await method(
+                request, timeout=self._timeout, metadata=self._metadata, wait_for_ready=True
+            )
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name
             raise

@@ -85,12 +85,6 @@ async def test_a_dns_target_fails_over_when_its_replica_dies(
     assert sock.versions == list(range(2, body["version"] + 1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/client.py turns on round_robin only when the target contains a comma; "
-    "a dns: target with several records gets gRPC's default pick_first, so every call goes to "
-    "one replica (issue 5: 'or a DNS name with several records, with round-robin')",
-)
 async def test_a_dns_target_spreads_calls_over_every_record(
     gateway: GatewayProcess, replicas: list[Replica], http: aiohttp.ClientSession
 ) -> None:

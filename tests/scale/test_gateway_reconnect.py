@@ -22,13 +22,6 @@ from .gateways import Browser, GatewayProcess, gateway_env
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/client.py makes unary calls without wait_for_ready: with no replica READY "
-    "at that instant (one in reconnect back-off, capped at 2 s, the other gone) GetJob fails "
-    "UNAVAILABLE at once and the gateway answers 503, although its 5 s deadline would cover "
-    "the reconnect",
-)
 async def test_a_request_waits_for_a_reconnecting_replica_instead_of_failing_at_once(
     cluster: Cluster, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
