@@ -68,8 +68,8 @@ async def test_a_dns_target_fails_over_when_its_replica_dies(
     await sock.until_version(2)
     used = connected(gateway, replicas)
     assert used, "the gateway holds no connection to any replica"
-    # With pick_first (today) `used` is the one replica carrying everything; with round_robin
-    # it is both, and the watch stream may be on either.
+    # With round_robin `used` is both replicas and the watch stream may be on either (with
+    # pick_first, before 38091ec, it was the one replica carrying everything).
     victim = used[0]
     await victim.kill()
     (survivor,) = [r for r in replicas if r is not victim]

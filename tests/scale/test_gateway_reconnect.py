@@ -3,8 +3,8 @@
 Replica 1 sits behind a TCP proxy the test can cut, so the gateway's channel has it in
 reconnect back-off while it is in fact reachable again; then replica 2 drains and exits. A
 request arriving then should wait (within its deadline) for the replica that is reachable,
-not fail at once: run naively, a rolling restart that waited for each replica to be SERVING
-before stopping the next still answered 89 of 725 GETs with 503 here.
+not fail at once. Before 38091ec (unary calls without wait_for_ready) a rolling restart that
+waited for each replica to be SERVING before stopping the next answered 89 of 725 GETs 503.
 """
 
 from __future__ import annotations
