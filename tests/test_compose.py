@@ -154,12 +154,13 @@ def test_replicas_share_the_compose_postgres(compose: dict[str, Any]) -> None:
         assert config.api_token  # required to listen beyond loopback in production
 
 
-def replica_addresses(compose: dict[str, Any]) -> list[str]:
-    addresses = []
-    for service in by_command(compose, "serve").values():
-        port = service_config(service).listen.rpartition(":")[2]
-        addresses.append(f"{service['networks']['jobstate']['ipv4_address']}:{port}")
-    return addresses
+def replica_target(compose: dict[str, Any]) -> str:
+    """The one dns: target naming every replica: the network alias they all share."""
+    replicas = by_command(compose, "serve").values()
+    aliases = [set(s["networks"]["jobstate"]["aliases"]) for s in replicas]
+    (alias,) = set.intersection(*aliases)
+    (port,) = {service_config(s).listen.rpartition(":")[2] for s in replicas}
+    return f"dns:///{alias}:{port}"
 
 
 def test_gateways_reach_both_replicas_minio_and_each_other(
@@ -172,7 +173,7 @@ def test_gateways_reach_both_replicas_minio_and_each_other(
     configs = [gateway_config(service, tmp_path) for service in gateways.values()]
     assert len(configs) == 2
     for config in configs:
-        assert config.jobstate_target == "ipv4:" + ",".join(replica_addresses(compose))
+        assert config.jobstate_target == replica_target(compose) == "dns:///jobstate:50051"
         assert (config.host, config.port) == ("0.0.0.0", 8787)
         assert config.api_token == replica_token
         assert config.runpod_endpoint_url == ""  # the built-in simulated worker
@@ -209,7 +210,7 @@ def test_the_proxy_fronts_both_gateways(compose: dict[str, Any]) -> None:
 def test_the_reconciler_uses_both_replicas(compose: dict[str, Any]) -> None:
     (service,) = by_command(compose, "reconcile").values()
     config = ReconcileConfig.from_env(environment(service))
-    assert config.jobstate_target == "ipv4:" + ",".join(replica_addresses(compose))
+    assert config.jobstate_target == replica_target(compose)
     assert config.api_token
     assert (config.stale_after, config.interval) == (600.0, 30.0)
     assert config.runpod_endpoint_url == ""

@@ -119,14 +119,14 @@ class Cluster:
             replica.channel = grpc.aio.insecure_channel(replica.target)
         return started
 
-    async def start_at(self, *addresses: tuple[str, int]) -> list[Replica]:
+    async def start_at(self, *addresses: tuple[str, int], **env: str) -> list[Replica]:
         """Start one replica per (loopback host, port): several may share a port on different
         hosts (127.0.0.1, 127.0.0.2, ...), as replicas behind one DNS name do."""
         url = self.database.render_as_string(hide_password=False)
         started = []
         for host, port in addresses:
             name = f"replica{len(self.replicas) + 1}"
-            process = HostedServeProcess(url, host=host, port=port)
+            process = HostedServeProcess(url, env=env, host=host, port=port)
             process.log_path = self.logs / f"{name}.log"
             replica = Replica(name, process)
             self.replicas.append(replica)

@@ -1,8 +1,9 @@
 """The docker-compose topology as plain processes on this machine: two replicas on the
-machine's PostgreSQL, two gateways (each one's callbacks addressed to the other, as a proxy in
-front of both would spread them), moto's S3 server standing in for MinIO/R2, and the built-in
-simulated worker. A job started on gateway 1 is watched on gateway 2 to completion, and its
-download link serves the file the worker uploaded.
+machine's PostgreSQL, found by the gateways through one DNS name with a record for each (a
+fake DNS server; compose uses a network alias), two gateways (each one's callbacks addressed
+to the other, as a proxy in front of both would spread them), moto's S3 server standing in
+for MinIO/R2, and the built-in simulated worker. A job started on gateway 1 is watched on
+gateway 2 to completion, and its download link serves the file the worker uploaded.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from moto.server import ThreadedMotoServer
 from support.servers import free_port
 
 from .conftest import Cluster
+from .fakedns import FakeDns
 from .gateways import Browser, GatewayProcess, gateway_env
 
 pytestmark = pytest.mark.timeout(120)
@@ -48,12 +50,17 @@ def s3() -> Iterator[str]:
 async def test_job_started_on_gateway_1_completes_on_a_socket_of_gateway_2(
     cluster: Cluster, s3: str, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    one, two = await cluster.start(2, JOBSTATE_API_TOKEN=SERVICE_TOKEN)
+    replica_port = free_port()
+    await cluster.start_at(
+        ("127.0.0.1", replica_port), ("127.0.0.2", replica_port), JOBSTATE_API_TOKEN=SERVICE_TOKEN
+    )
+    dns = FakeDns({"jobstate": ["127.0.0.1", "127.0.0.2"]})
+    await dns.start()
     ports = [free_port(), free_port()]
     gateways = []
     for index, port in enumerate(ports):
         env = gateway_env(
-            JOBSTATE_TARGET=f"ipv4:{one.target},{two.target}",
+            JOBSTATE_TARGET=dns.target("jobstate", replica_port),
             JOBSTATE_API_TOKEN=SERVICE_TOKEN,
             GATEWAY_PUBLIC_URL=f"http://127.0.0.1:{ports[1 - index]}",
             RUNPOD_ENDPOINT_URL="",  # the simulated worker
@@ -91,3 +98,4 @@ async def test_job_started_on_gateway_1_completes_on_a_socket_of_gateway_2(
     finally:
         for gateway in gateways:
             await gateway.stop()
+        dns.close()
