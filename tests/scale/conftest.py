@@ -1,7 +1,7 @@
 """Scale-out fixtures: several `jobstate serve` processes on one PostgreSQL database.
 
 Every test gets a database of its own (created, then dropped WITH (FORCE)), replicas are real
-subprocesses on free loopback ports, and watch streams are pumped into queues so a test can
+subprocesses on free loopback ports, and watch streams are pumped into lists so a test can
 wait for "version N arrived" with a deadline instead of sleeping.
 """
 
