@@ -11,6 +11,11 @@ system-wide, so processes can compare it). Measured twice in the same run:
 - relay: one aiohttp process whose POST handler broadcasts the body to that job's sockets
          (no gRPC, no store): the floor any gateway design sits on.
 
+`--replicas 2` runs two `jobstate serve` processes on one PostgreSQL database instead (a
+database of its own on JOBSTATE_TEST_POSTGRES_URL, created and dropped) and points the gateway
+at both (`ipv4:a,b`, round_robin): callbacks and watch streams then cross replicas through
+LISTEN/NOTIFY.
+
 Prints delivered messages/s and callback-to-socket latency p50/p99 for both, `ratio = ours /
 relay`, and the resident memory per idle socket of the gateway (and of the relay) with
 --idle sockets open (default 5,000).
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +42,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import JOBSTATE, free_port, percentile, spawn, stop, wait_for_grpc
+from progress_rpc import postgres_database
 
 from gateway.auth import CallbackAuth, UserAuth
 from jobstate.v1 import jobstate_pb2 as pb
@@ -277,14 +284,23 @@ async def create_jobs(target: str, count: int) -> list[str]:
 
 async def harness(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="fanout-"))
-    grpc_port, gw_port, relay_port = free_port(), free_port(), free_port()
+    grpc_ports = [free_port() for _ in range(args.replicas)]
+    gw_port, relay_port = free_port(), free_port()
+    admin_url, pg_name = os.environ.get("JOBSTATE_TEST_POSTGRES_URL", ""), ""
+    database_url = f"sqlite+aiosqlite:///{workdir}/bench.db"
+    if args.replicas > 1:
+        if not admin_url:
+            sys.exit("fanout: --replicas needs JOBSTATE_TEST_POSTGRES_URL (PostgreSQL)")
+        pg_name = f"jobstate_bench_{uuid.uuid4().hex[:8]}"
+        database_url = await postgres_database(admin_url, pg_name, create=True)
+    targets = [f"127.0.0.1:{port}" for port in grpc_ports]
+    target = targets[0] if len(targets) == 1 else "ipv4:" + ",".join(targets)
     env = {
         "ENVIRONMENT": "production",
         "JOBSTATE_LOG_LEVEL": "WARNING",
         "JOBSTATE_JWT_SECRET": JWT_SECRET,
         "JOBSTATE_CALLBACK_SECRET": CALLBACK_SECRET,
-        "JOBSTATE_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/bench.db",
-        "JOBSTATE_LISTEN": f"127.0.0.1:{grpc_port}",
+        "JOBSTATE_DATABASE_URL": database_url,
         # One bench user opens every socket and job: lift the per-user abuse limits.
         "GATEWAY_MAX_SOCKETS_PER_USER": "1000000",
         "GATEWAY_MAX_UNFINISHED_JOBS_PER_USER": "1000000",
@@ -292,8 +308,10 @@ async def harness(args: argparse.Namespace) -> None:
     }
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(spawn([JOBSTATE, "serve"], env))
-        await wait_for_grpc(f"127.0.0.1:{grpc_port}")
+        services = [spawn([JOBSTATE, "serve", "--listen", t], env) for t in targets]
+        procs += services
+        for t in targets:
+            await wait_for_grpc(t)
         profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
         gateway = spawn(
             [
@@ -305,7 +323,7 @@ async def harness(args: argparse.Namespace) -> None:
                 "--listen",
                 f"127.0.0.1:{gw_port}",
                 "--jobstate-target",
-                f"127.0.0.1:{grpc_port}",
+                target,
             ],
             env,
         )
@@ -313,7 +331,6 @@ async def harness(args: argparse.Namespace) -> None:
         procs += [gateway, relay]
         await wait_http(f"http://127.0.0.1:{gw_port}/healthz")
         await wait_http(f"http://127.0.0.1:{relay_port}/healthz")
-        target = f"127.0.0.1:{grpc_port}"
         jobs = await create_jobs(target, args.jobs)
         token = UserAuth(JWT_SECRET).mint(USER)
         cb = CallbackAuth(CALLBACK_SECRET)
@@ -353,7 +370,13 @@ async def harness(args: argparse.Namespace) -> None:
                 ours_ws * args.sockets,
                 ours_cb,
                 args,
-                {"gateway": gateway.pid, "service": procs[0].pid},
+                {
+                    "gateway": gateway.pid,
+                    **{
+                        f"service{i + 1}" if len(services) > 1 else "service": p.pid
+                        for i, p in enumerate(services)
+                    },
+                },
             )
             print(
                 f"ratio = ours / relay: delivered {ours['msgs_per_s'] / base['msgs_per_s']:.2f}, "
@@ -364,6 +387,8 @@ async def harness(args: argparse.Namespace) -> None:
     finally:
         for process in reversed(procs):
             stop(process)
+        if pg_name:
+            await postgres_database(admin_url, pg_name, create=False)
 
 
 async def wait_http(url: str, deadline: float = 30.0) -> None:
@@ -394,6 +419,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--seconds", type=float, default=4.0, help="per system and rate")
     parser.add_argument("--idle", type=int, default=5000, help="idle sockets (0: skip)")
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="jobstate processes (2+: on PostgreSQL)"
+    )
     parser.add_argument("--relay", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--profile", help="write a cProfile of the gateway to this file")
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
