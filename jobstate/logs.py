@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,8 +22,15 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup(level: str | None = None) -> None:
+    """Log JSON lines to stderr at `level` (default JOBSTATE_LOG_LEVEL, INFO); an unknown
+    level stops the process with one clear line, like any bad configuration."""
+    name = (level or os.environ.get("JOBSTATE_LOG_LEVEL") or "INFO").upper()
+    if not isinstance(logging.getLevelName(name), int):
+        sys.exit(
+            f"jobstate: JOBSTATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {name!r}"
+        )
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or os.environ.get("JOBSTATE_LOG_LEVEL", "INFO").upper())
+    root.setLevel(name)

@@ -59,14 +59,23 @@ class EventRelay:
                 await fetcher
 
     async def _listen_once(self) -> None:
-        conn = await asyncpg.connect(self._dsn, timeout=5)
+        conn = await asyncpg.connect(
+            self._dsn, timeout=5, server_settings={"application_name": "jobstate-relay"}
+        )
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
         try:
             await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
             self.connected.set()
             self._mark(self._hub.watched_jobs())  # catch up on what a reconnect missed
-            while not conn.is_closed():
-                await asyncio.sleep(_HEALTH_CHECK_INTERVAL)
-                await conn.execute("SELECT 1", timeout=5)
+            while True:
+                try:
+                    await asyncio.wait_for(lost.wait(), _HEALTH_CHECK_INTERVAL)
+                except TimeoutError:
+                    # A network that silently drops the connection shows up only here.
+                    await conn.execute("SELECT 1", timeout=5)
+                    continue
+                raise ConnectionError("the LISTEN connection was closed")
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=2)

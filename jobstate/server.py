@@ -165,7 +165,7 @@ async def _serve(config: ServiceConfig) -> int:
 
 
 def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    logs.setup()
+    logs.setup(environ.get("JOBSTATE_LOG_LEVEL"))
     try:
         config = ServiceConfig.from_env(
             environ,
