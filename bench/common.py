@@ -62,3 +62,27 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+async def start_replicas(
+    database_url: str, count: int
+) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    """`count` `jobstate serve` processes on one database, serving; their processes and
+    targets. If one does not come up, every one started is stopped before raising."""
+    ports = [free_port() for _ in range(count)]
+    processes = [
+        spawn(
+            [JOBSTATE, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", database_url],
+            {"ENVIRONMENT": "development", "JOBSTATE_LOG_LEVEL": "WARNING"},
+        )
+        for port in ports
+    ]
+    targets = [f"127.0.0.1:{port}" for port in ports]
+    try:
+        for target in targets:
+            await wait_for_grpc(target)
+    except BaseException:
+        for process in processes:
+            stop(process)
+        raise
+    return processes, targets

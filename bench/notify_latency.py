@@ -26,7 +26,7 @@ import uuid
 import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import JOBSTATE, free_port, median, percentile, spawn, stop, wait_for_grpc
+from common import median, percentile, start_replicas, stop
 from progress_rpc import postgres_database
 
 from jobstate.v1 import jobstate_pb2 as pb
@@ -128,18 +128,8 @@ async def one_round(
 ) -> tuple[list[float], list[float], float]:
     name = f"jobstate_bench_{uuid.uuid4().hex[:8]}"
     url = await postgres_database(admin_url, name, create=True)
-    ports = [free_port(), free_port()]
-    processes = [
-        spawn(
-            [JOBSTATE, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", url],
-            {"ENVIRONMENT": "development", "JOBSTATE_LOG_LEVEL": "WARNING"},
-        )
-        for port in ports
-    ]
+    processes, targets = await start_replicas(url, 2)
     try:
-        targets = [f"127.0.0.1:{port}" for port in ports]
-        for target in targets:
-            await wait_for_grpc(target)
         return await measure(targets, events, load)
     finally:
         for process in processes:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import JOBSTATE, free_port, median, percentile, spawn, stop, wait_for_grpc
+from common import free_port, median, percentile, spawn, start_replicas, stop, wait_for_grpc
 
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
@@ -89,18 +89,8 @@ async def run_noop(args: argparse.Namespace) -> Result:
 
 
 async def run_jobstate(args: argparse.Namespace, database_url: str, replicas: int) -> Result:
-    ports = [free_port() for _ in range(replicas)]
-    processes = [
-        spawn(
-            [JOBSTATE, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", database_url],
-            {"ENVIRONMENT": "development", "JOBSTATE_LOG_LEVEL": "WARNING"},
-        )
-        for port in ports
-    ]
+    processes, targets = await start_replicas(database_url, replicas)
     try:
-        targets = [f"127.0.0.1:{port}" for port in ports]
-        for target in targets:
-            await wait_for_grpc(target)
         return await drive(targets, args.seconds, args.callers, args.jobs)
     finally:
         for process in processes:

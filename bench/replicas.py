@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import JOBSTATE, free_port, median, spawn, stop, wait_for_grpc
+from common import median, start_replicas, stop
 from progress_rpc import Result, drive, postgres_database
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -45,18 +45,8 @@ def cpu_seconds(pid: int) -> float:
 async def run(admin_url: str, replicas: int, by_job: bool, args: argparse.Namespace) -> Row:
     name = f"jobstate_bench_{uuid.uuid4().hex[:8]}"
     url = await postgres_database(admin_url, name, create=True)
-    ports = [free_port() for _ in range(replicas)]
-    processes = [
-        spawn(
-            [JOBSTATE, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", url],
-            {"ENVIRONMENT": "development", "JOBSTATE_LOG_LEVEL": "WARNING"},
-        )
-        for port in ports
-    ]
+    processes, targets = await start_replicas(url, replicas)
     try:
-        targets = [f"127.0.0.1:{port}" for port in ports]
-        for target in targets:
-            await wait_for_grpc(target)
         before = [cpu_seconds(p.pid) for p in processes]
         loop = asyncio.get_running_loop()
         began = loop.time()
