@@ -126,6 +126,11 @@ class JobService:
         size = min(query.page_size or 50, MAX_PAGE_SIZE)
         if query.user_id:
             domain.validate_user_id(query.user_id)
+        if query.idempotency_key:
+            if not query.user_id:
+                raise InvalidArgument("idempotency_key needs user_id")
+            # Keys are remembered for the idempotency window only, as CreateJob honours them.
+            query = dataclasses.replace(query, created_after=self._clock() - IDEMPOTENCY_WINDOW)
         return await self.store.list_jobs(dataclasses.replace(query, page_size=size))
 
     async def change(self, job_id: str, change: Change) -> Job:

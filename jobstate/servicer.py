@@ -101,6 +101,7 @@ class JobStateServicer(pb_grpc.JobStateServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
             output_key=request.output_key,
+            idempotency_key=request.idempotency_key,
         )
         jobs, token = await self.service.list(query)
         return pb.ListJobsResponse(jobs=[job_to_pb(j) for j in jobs], next_page_token=token)

@@ -255,6 +255,8 @@ class JobQuery:
     page_size: int = 50
     page_token: str = ""
     output_key: str = ""
+    idempotency_key: str = ""
+    created_after: datetime | None = None
 
 
 def _select_page(conn: Connection, query: JobQuery) -> tuple[list[Job], str]:
@@ -267,6 +269,10 @@ def _select_page(conn: Connection, query: JobQuery) -> tuple[list[Job], str]:
         stmt = stmt.where(jobs.c.updated_at < query.updated_before)
     if query.output_key:
         stmt = stmt.where(jobs.c.output_key == query.output_key)
+    if query.idempotency_key:
+        stmt = stmt.where(jobs.c.idempotency_key == query.idempotency_key)
+    if query.created_after is not None:
+        stmt = stmt.where(jobs.c.created_at >= query.created_after)
     if query.page_token:
         created, job_id = decode_page_token(query.page_token)
         stmt = stmt.where(

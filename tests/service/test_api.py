@@ -277,6 +277,22 @@ async def test_list_jobs_output_key_filter(stub: Stub) -> None:
     assert await ids("", "exports/same.mp4") == ["other", "a"]
 
 
+async def test_list_jobs_idempotency_key_filter(stub: Stub) -> None:
+    first = await create_job(stub, user_id="u1", idempotency_key="start-1")
+    await create_job(stub, user_id="u1", idempotency_key="start-2")
+    await create_job(stub, user_id="u2", idempotency_key="start-1")
+
+    async def ids(user_id: str, key: str) -> list[str]:
+        page = await stub.ListJobs(pb.ListJobsRequest(user_id=user_id, idempotency_key=key))
+        return [job.job_id for job in page.jobs]
+
+    assert (await ids("u1", "start-1"), await ids("u1", "never")) == ([first.job_id], [])
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ListJobs(pb.ListJobsRequest(idempotency_key="start-1"))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "user_id" in (raised.value.details() or "")
+
+
 async def test_list_jobs_updated_before(stub: Stub) -> None:
     a = await create_job(stub, "a", user_id="u1")
     b = await create_job(stub, "b", user_id="u1")
