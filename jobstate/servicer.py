@@ -35,6 +35,7 @@ CODES: dict[type[errors.JobStateError], grpc.StatusCode] = {
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Internal: grpc.StatusCode.INTERNAL,
 }
 
 
