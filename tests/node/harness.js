@@ -36,13 +36,28 @@ async function rest(config) {
     (e) => e
   );
   emit("rejected", missing.kind, missing.status, missing.message);
-  // Outside a browser page there is no origin to default to: a clear error, not a bad URL.
-  for (const make of [
-    () => JobState.createClient({ token }),
-    () => JobState.watchJob(started.job_id, { token }),
-  ]) {
+  // Bad options fail at once, naming the option, instead of a watch that never polls.
+  const base = config.baseUrl;
+  const jobId = started.job_id;
+  const mistakes = [
+    () => JobState.createClient({ token }), // outside a page there is no origin to default to
+    () => JobState.watchJob(jobId, { token }),
+    () => JobState.createClient({ baseUrl: base, token, fetch: "fetch" }),
+    () => JobState.watchJob(jobId, { baseUrl: base, token, WebSocket: {} }),
+    () => {
+      const fetch = globalThis.fetch; // as on Node 16, which has no global fetch
+      delete globalThis.fetch;
+      try {
+        return JobState.watchJob(jobId, { baseUrl: base, token });
+      } finally {
+        globalThis.fetch = fetch;
+      }
+    },
+  ];
+  for (const make of mistakes) {
     try {
-      make();
+      const made = make();
+      if (typeof made.close === "function") made.close(); // a watch would keep node running
       emit("accepted");
     } catch (e) {
       emit(e.name, e.message);

@@ -33,6 +33,12 @@ async def test_rest_client_works_when_required(system: System, runpod: FakeRunPo
         ["rejected", "http", 404, "job not found"],
         ["TypeError", "createClient: options.baseUrl is required outside a browser page"],
         ["TypeError", "watchJob: options.baseUrl is required outside a browser page"],
+        ["TypeError", "createClient: options.fetch must be a function like fetch"],
+        [
+            "TypeError",
+            'watchJob: options.WebSocket must be a WebSocket class, e.g. require("ws"), or null',
+        ],
+        ["TypeError", "watchJob: there is no global fetch here: pass options.fetch"],
     ], str(node)
     assert code == 0, str(node)
     run = await runpod.next_submission()
