@@ -162,6 +162,8 @@ async def test_cancel_prints_the_new_status(client: JobStateClient, env: dict[st
     assert (result.code, result.stdout, result.stderr) == (0, "cancelled\n", "")
     job = await client.get_job("c")
     assert (job.status, job.error, job.version) == (Status.CANCELLED, "operator said so", 2)
+    again = await jobs("cancel", "c", env=env)  # harmless, as the service's CancelJob is
+    assert (again.code, again.stdout, (await client.get_job("c")).version) == (0, "cancelled\n", 2)
 
 
 async def test_cancel_of_a_finished_job_names_its_status(
