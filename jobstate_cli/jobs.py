@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -41,6 +42,7 @@ PAGE_SIZE = 100
 EXIT_FAILED = 1
 EXIT_USAGE = 2  # what argparse uses for a usage error, so configuration errors match
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a killed writer
 # `watch` reports the job's outcome in its exit code, so its own failure needs another one.
 WATCH_EXIT = {Status.COMPLETE: 0, Status.ERROR: 1, Status.CANCELLED: 2}
 EXIT_UNWATCHABLE = 3
@@ -67,11 +69,13 @@ watch resumes where it was without repeating a version.
 """
 WATCH_EPILOG = """\
 exit codes:
-  0  the job completed
-  1  the job failed (status error)
-  2  the job was cancelled (also: a usage or configuration error, with a message on stderr)
-  3  the job could not be watched: no such job, the token was refused, or the service did
-     not answer within 5 s (a service that goes away mid-watch is waited for instead)
+  0    the job completed
+  1    the job failed (status error)
+  2    the job was cancelled (also: a usage or configuration error, said on stderr)
+  3    the job could not be watched: no such job, the token was refused, or the service
+       did not answer within 5 s (a service that goes away mid-watch is waited for)
+  130  interrupted (Ctrl-C)
+  141  the reader of the output went away (`| head`)
 """
 
 Command = Callable[[JobStateClient, argparse.Namespace], Awaitable[int]]
@@ -210,6 +214,11 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader left (`| head`): stop as SIGPIPE would, quietly. stdout now points at
+        # /dev/null so the interpreter's last flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def describe(error: JobStateError, target: str) -> str:

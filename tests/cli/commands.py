@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,6 +105,10 @@ class WatchProcess:
         return Result(
             self._proc.returncode, "".join(f"{line}\n" for line in self.lines), err.decode()
         )
+
+    def interrupt(self) -> None:
+        """What Ctrl-C sends."""
+        self._proc.send_signal(signal.SIGINT)
 
     async def kill(self) -> None:
         if self._proc.returncode is None:

@@ -3,6 +3,8 @@ outcome as the exit code, and a watch that outlives a restart of `jobstate serve
 
 from __future__ import annotations
 
+import asyncio
+import shlex
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from support.servers import ServeProcess, free_port, sqlite_url
 
 from jobstate.client import JobStateClient
 
-from .commands import WAIT, WatchProcess, assert_one_line_error, command_env, jobs
+from .commands import JOBSTATE, WAIT, WatchProcess, assert_one_line_error, command_env, jobs
 
 
 def _fields(line: str) -> tuple[str, str, str, str]:
@@ -156,3 +158,44 @@ async def test_watch_that_cannot_start_exits_3(tmp_path: Path) -> None:
     assert_one_line_error(missing, 3, "nope", "not found")
     assert_one_line_error(refused, 3, serve.target, "JOBSTATE_API_TOKEN")
     assert_one_line_error(unreachable, 3, nowhere)
+
+
+async def test_ctrl_c_ends_a_watch_with_one_line(
+    client: JobStateClient, env: dict[str, str]
+) -> None:
+    await client.create_job("u1", job_id="i")
+    watch = await WatchProcess.start("i", env)
+    try:
+        await watch.line()
+        watch.interrupt()
+        result = await watch.finish()
+    finally:
+        await watch.kill()
+    assert (result.code, result.stderr) == (130, "jobstate jobs watch: interrupted\n")
+
+
+async def test_a_reader_that_leaves_ends_the_watch_quietly(
+    client: JobStateClient, env: dict[str, str], tmp_path: Path
+) -> None:
+    """`jobstate jobs watch J | head -n 1`: once head has gone, the next event ends the watch
+    (exit 141, as SIGPIPE would) without a traceback."""
+    await client.create_job("u1", job_id="h")
+    stderr = tmp_path / "stderr"
+    script = (
+        f"{shlex.quote(str(JOBSTATE))} jobs watch h 2>{shlex.quote(str(stderr))} | head -n 1;"
+        " echo ${PIPESTATUS[0]}"
+    )
+    shell = await asyncio.create_subprocess_exec(
+        "bash", "-c", script, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert shell.stdout is not None
+        first = await asyncio.wait_for(shell.stdout.readline(), WAIT)
+        assert _fields(first.decode())[:2] == ("v1", "pending")
+        await client.report_progress("h", 50)
+        out = await asyncio.wait_for(shell.stdout.read(), WAIT)
+    finally:
+        if shell.returncode is None:
+            shell.kill()
+        await shell.wait()
+    assert (out.decode(), stderr.read_text()) == ("141\n", "")
