@@ -132,7 +132,15 @@ class JobService:
             job = await self.store.get(job_id, cached=True)
             if job is None:
                 raise NotFound(f"job {job_id} not found")
-            event = domain.apply(job, change, self._clock())
+            now = self._clock()
+            event = domain.apply(job, change, now)
+            if event is None:
+                # A change that changes nothing is answered from the stored job: another
+                # replica may have moved it on (even finished it) since it was cached here.
+                job = await self.store.reread(job)
+                if job is None:
+                    raise NotFound(f"job {job_id} not found")
+                event = domain.apply(job, change, now)
             if event is None:
                 return job
             return await _finish_even_if_cancelled(self._commit(event, job.version, change))

@@ -359,7 +359,8 @@ class Store:
 
     It keeps a small cache of jobs this process wrote, used only on the write path: a stale
     entry (another replica wrote the job) fails the version check, and the change is applied
-    again to the stored row in the same transaction.
+    again to the stored row in the same transaction. A change that commits nothing meets no
+    version check, so it is answered after `reread`.
     """
 
     def __init__(self, db: Database, cache_size: int = 10_000) -> None:
@@ -432,6 +433,18 @@ class Store:
         if job is not None and cached:
             self._remember(job)
         return job
+
+    async def reread(self, job: Job) -> Job | None:
+        """`job` as the database holds it now, when another process may have changed it since
+        this one read it; else `job` itself (this process's cache is then the truth)."""
+        if not self.db.shared:
+            return job
+        current = await self.db.read(_select_job, job.job_id)
+        if current is None:
+            self._cache.pop(job.job_id, None)
+        else:
+            self._remember(current)
+        return current
 
     async def get_with_events(self, job_id: str, after: int) -> tuple[Job | None, list[JobEvent]]:
         """The job and its history events with version > after, read in one transaction."""
