@@ -28,6 +28,7 @@ from jobstate.errors import AlreadyExists, InvalidArgument, JobStateError, NotFo
 from jobstate.groupcommit import GroupCommit
 from jobstate.migrate import ensure_schema
 from jobstate.schema import job_events, jobs
+from jobstate.supervisor import Supervisor
 
 MUTABLE = ("status", "progress", "message", "output_key", "error", "external_id")
 
@@ -363,14 +364,22 @@ class Store:
     version check, so it is answered after `reread`.
     """
 
-    def __init__(self, db: Database, cache_size: int = 10_000) -> None:
+    def __init__(
+        self, db: Database, supervisor: Supervisor | None = None, cache_size: int = 10_000
+    ) -> None:
         self.db = db
         self._cache: OrderedDict[str, Job] = OrderedDict()
         self._cache_size = cache_size
-        self._commits: GroupCommit[_Write, Outcome] = GroupCommit(self._run_batch)
+        self._commits: GroupCommit[_Write, Outcome] = GroupCommit(
+            self._run_batch, supervisor or Supervisor()
+        )
 
     @classmethod
-    async def open(cls, url: str, *, sqlite_synchronous: str = "NORMAL") -> Store:
+    async def open(
+        cls, url: str, *, sqlite_synchronous: str = "NORMAL", supervisor: Supervisor | None = None
+    ) -> Store:
+        """Open (and create or upgrade) the store; its group-commit loop runs under
+        `supervisor` (a private one if None)."""
         db = open_database(url, sqlite_synchronous=sqlite_synchronous)
         try:
             await db.write(ensure_schema)
@@ -381,7 +390,7 @@ class Store:
         except BaseException:
             await db.close()
             raise
-        return cls(db)
+        return cls(db, supervisor)
 
     async def close(self) -> None:
         await self._commits.close()
