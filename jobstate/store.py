@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
-from jobstate import domain
+from jobstate import domain, retention
 from jobstate.database import Database, open_database
 from jobstate.domain import TERMINAL, Change, EventType, Job, JobEvent, Status
 from jobstate.errors import AlreadyExists, InvalidArgument, JobStateError, NotFound, Unavailable
@@ -323,38 +323,6 @@ def _select_page(conn: Connection, query: JobQuery) -> tuple[list[Job], str]:
     return page, token
 
 
-def _compact(conn: Connection, finished_before: datetime, keep_progress: int) -> int:
-    """Drop PROGRESS events of jobs finished before the cutoff; bound every job's history."""
-    finished = select(jobs.c.job_id).where(
-        jobs.c.completed_at.is_not(None), jobs.c.completed_at < finished_before
-    )
-    removed = conn.execute(
-        delete(job_events).where(
-            job_events.c.type == EventType.PROGRESS.value, job_events.c.job_id.in_(finished)
-        )
-    ).rowcount
-    # A job that keeps reporting keeps only its latest `keep_progress` versions of progress.
-    oldest_kept = jobs.c.version - keep_progress
-    long_lived = select(jobs.c.job_id, oldest_kept.label("cutoff")).where(oldest_kept > 0)
-    for job_id, cutoff in conn.execute(long_lived).all():
-        removed += conn.execute(
-            delete(job_events).where(
-                job_events.c.job_id == job_id,
-                job_events.c.type == EventType.PROGRESS.value,
-                job_events.c.version <= cutoff,
-            )
-        ).rowcount
-    return removed
-
-
-def _purge_jobs(conn: Connection, finished_before: datetime) -> int:
-    finished = select(jobs.c.job_id).where(
-        jobs.c.completed_at.is_not(None), jobs.c.completed_at < finished_before
-    )
-    conn.execute(delete(job_events).where(job_events.c.job_id.in_(finished)))
-    return conn.execute(delete(jobs).where(jobs.c.job_id.in_(finished))).rowcount
-
-
 class Store:
     """Durable jobs and history. Every method raises `Unavailable` when the database fails.
 
@@ -463,9 +431,11 @@ class Store:
         return await self.db.read(_select_page, query)
 
     async def compact(self, finished_before: datetime, keep_progress: int) -> int:
-        return await self.db.write(_compact, finished_before, keep_progress)
+        """Retention of history, in slices (see `retention`); the number of events removed."""
+        return await retention.compact(self.db, finished_before, keep_progress)
 
     async def purge_jobs(self, finished_before: datetime) -> int:
-        removed = await self.db.write(_purge_jobs, finished_before)
+        """Remove jobs finished before the cutoff, in slices; the number of jobs removed."""
+        removed = await retention.purge(self.db, finished_before)
         self._cache.clear()
         return removed
