@@ -73,12 +73,12 @@ class GroupCommit(Generic[Item, Result]):
         waiting, self._batch, self._pending = self._batch + self._pending, [], []
         for _, future in waiting:
             if not future.done():
-                future.set_exception(
-                    Unavailable("the job store's writer failed and is restarting; retry")
-                )
+                future.set_exception(Unavailable("the job store's writer stopped; retry"))
 
     async def close(self) -> None:
+        """Stop the loop; writes it had not answered get Unavailable."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        self._fail_waiting()
