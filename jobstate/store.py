@@ -203,6 +203,8 @@ def _apply_all(conn: Connection, writes: Sequence[_Write]) -> list[Outcome] | No
 def _lock_order(write: _Write) -> tuple[str, ...]:
     # A keyed create waits on the (user, key) entry of the unique index; everything else on
     # the job's row (a create never waits on an update: the row is not visible to it yet).
+    # NOTE: two keyed creates that also share a client-chosen job id can still meet in
+    # opposite orders; PostgreSQL then aborts one batch, which is answered UNAVAILABLE.
     job = write.event.job
     if write.expected_version is None and job.idempotency_key:
         return ("key", job.user_id, job.idempotency_key)
@@ -218,7 +220,7 @@ def _write_batch(conn: Connection, writes: Sequence[_Write]) -> list[Outcome]:
     if len(writes) > 1 and conn.dialect.name == "sqlite":
         outcomes = _apply_all(conn, writes)
     if outcomes is None:
-        # Rows are locked in one global order, so replicas' batches cannot deadlock.
+        # Rows are locked in one global order, so replicas' batches do not deadlock.
         order = sorted(range(len(writes)), key=lambda i: _lock_order(writes[i]))
         by_index = {i: _apply_one(conn, writes[i]) for i in order}
         outcomes = [by_index[i] for i in range(len(writes))]
