@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -28,11 +28,12 @@ Work = Callable[..., T]
 
 # Errors that mean "the store could not do it now", as opposed to a bug.
 _STORE_ERRORS = (SQLAlchemyError, OSError, ConnectionError, asyncio.TimeoutError)
-_SCHEMA_LOCK = 0x6A6F6273  # "jobs": an arbitrary, fixed advisory lock key
 
 
 class Database:
     dialect: str
+    # Whether other processes write the same database (a job read earlier may be stale).
+    shared: bool
 
     async def write(self, fn: Work[T], *args: Any) -> T:
         raise NotImplementedError
@@ -59,6 +60,7 @@ def _unavailable(exc: BaseException) -> Unavailable:
 
 class SqliteDatabase(Database):
     dialect = "sqlite"
+    shared = False  # one `jobstate serve` owns the file
 
     def __init__(self, url: URL, synchronous: str) -> None:
         path = Path(url.database or "")
@@ -123,6 +125,7 @@ class SqliteDatabase(Database):
 
 class AsyncDatabase(Database):
     dialect = "postgresql"
+    shared = True  # replicas scale out on one database
 
     def __init__(self, url: URL) -> None:
         # Short connect/command timeouts: with the database down, RPCs fail fast (UNAVAILABLE).
@@ -151,9 +154,3 @@ class AsyncDatabase(Database):
 
     async def close(self) -> None:
         await self.engine.dispose()
-
-
-def lock_schema(conn: Connection) -> None:
-    """Serialise schema creation between replicas starting together (PostgreSQL only)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})

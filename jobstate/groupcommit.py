@@ -6,8 +6,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from jobstate.errors import Unavailable
+from jobstate.supervisor import Supervisor
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+Waiting = list[tuple[Item, asyncio.Future[Result]]]
 
 
 class GroupCommit(Generic[Item, Result]):
@@ -16,21 +20,28 @@ class GroupCommit(Generic[Item, Result]):
     While a batch commits, new items queue up and form the next batch, so the batch size
     grows with load by itself and an idle system commits each item at once. `run_batch` gets
     the items in arrival order and returns one result per item; if it raises, every item of
-    that batch gets the exception (nothing of the batch was committed).
+    that batch gets the exception (nothing of the batch was committed). The task runs under
+    `supervisor`: if the loop itself fails, every item it holds or that waits gets Unavailable
+    (it may have been committed: each change is safe to retry) and the loop is restarted.
     """
 
     def __init__(
-        self, run_batch: Callable[[list[Item]], Awaitable[list[Result]]], max_batch: int = 512
+        self,
+        run_batch: Callable[[list[Item]], Awaitable[list[Result]]],
+        supervisor: Supervisor,
+        max_batch: int = 512,
     ) -> None:
         self._run_batch = run_batch
+        self._supervisor = supervisor
         self._max_batch = max_batch
-        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._pending: Waiting[Item, Result] = []
+        self._batch: Waiting[Item, Result] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def submit(self, item: Item) -> Result:
         if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="group-commit")
+            self._task = self._supervisor.spawn("group-commit", self._loop, self._fail_waiting)
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         self._wake.set()
@@ -41,11 +52,12 @@ class GroupCommit(Generic[Item, Result]):
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                batch = self._pending[: self._max_batch]
+                self._batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
-                await self._commit(batch)
+                await self._commit(self._batch)
+                self._batch = []
 
-    async def _commit(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+    async def _commit(self, batch: Waiting[Item, Result]) -> None:
         try:
             results = await self._run_batch([item for item, _ in batch])
         except Exception as exc:
@@ -57,8 +69,16 @@ class GroupCommit(Generic[Item, Result]):
             if not future.done():
                 future.set_result(result)
 
+    def _fail_waiting(self) -> None:
+        waiting, self._batch, self._pending = self._batch + self._pending, [], []
+        for _, future in waiting:
+            if not future.done():
+                future.set_exception(Unavailable("the job store's writer stopped; retry"))
+
     async def close(self) -> None:
+        """Stop the loop; writes it had not answered get Unavailable."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        self._fail_waiting()

@@ -4,6 +4,8 @@ Every commit NOTIFYs `job_id:version` on one channel. This relay LISTENs on a de
 asyncpg connection (outside the pool), and for jobs watched here reads the new events from
 the events table and publishes them; the hub drops versions it already has. After a
 (re)connect, notifications sent meanwhile are lost, so it catches up every watched job.
+Anything but a lost connection or an unreachable store (say, an event a newer release wrote
+that this one cannot read) ends `run` with the error, for its supervisor to log and restart.
 """
 
 from __future__ import annotations
@@ -37,26 +39,23 @@ class EventRelay:
         self._hub = hub
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
-        self.connected = asyncio.Event()
 
     async def run(self) -> None:
-        """Listen and relay until cancelled; reconnects with back-off."""
-        fetcher = asyncio.create_task(self._fetch_loop(), name="relay-fetch")
-        try:
-            backoff = 0.1
-            while True:
-                try:
-                    await self._listen_once()
-                    backoff = 0.1
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-                    log.warning("LISTEN connection lost; reconnecting", exc_info=True)
-                self.connected.clear()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
-        finally:
-            fetcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fetcher
+        """Listen and relay until cancelled or until either half fails unexpectedly."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._listen_loop(), name="relay-listen")
+            tasks.create_task(self._fetch_loop(), name="relay-fetch")
+
+    async def _listen_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._listen_once()
+                backoff = 0.1
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
 
     async def _listen_once(self) -> None:
         conn = await asyncpg.connect(
@@ -66,7 +65,6 @@ class EventRelay:
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
             await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-            self.connected.set()
             self._mark(self._hub.watched_jobs())  # catch up on what a reconnect missed
             while True:
                 try:

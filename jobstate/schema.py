@@ -37,7 +37,9 @@ jobs = Table(
     Column("completed_at", DateTime(timezone=True), nullable=True),
     Index("ix_jobs_user_created", "user_id", "created_at", "job_id"),
     Index("ix_jobs_status_updated", "status", "updated_at"),
-    Index("ix_jobs_user_idempotency", "user_id", "idempotency_key"),
+    # One job per (user, key): the database, not a process, makes a keyed CreateJob idempotent.
+    # NULL keys (no key, or one given up after 24 h) are distinct on SQLite and PostgreSQL alike.
+    Index("ux_jobs_user_idempotency", "user_id", "idempotency_key", unique=True),
 )
 
 # One row per version of a job: its mutable fields right after the change. The static fields

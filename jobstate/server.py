@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,10 +28,13 @@ from jobstate.relay import EventRelay, asyncpg_dsn
 from jobstate.service import JobService, utcnow
 from jobstate.servicer import JobStateServicer
 from jobstate.store import Store
+from jobstate.supervisor import Supervisor
 from jobstate.v1 import jobstate_pb2, jobstate_pb2_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = jobstate_pb2.DESCRIPTOR.services_by_name["JobStateService"].full_name
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 # Keepalive so idle WatchJob streams survive proxies; clients may ping every 10 s.
 SERVER_OPTIONS = [
@@ -56,16 +60,14 @@ class RunningServer:
     service: JobService
     servicer: JobStateServicer
     health: health.aio.HealthServicer
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    supervisor: Supervisor
 
     async def stop(self, grace: float = 10.0) -> None:
         """Drain: refuse new calls, end watch streams cleanly (OK), finish in-flight RPCs."""
         await self.health.enter_graceful_shutdown()
         self.hub.close()
         await self.server.stop(grace)
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.supervisor.close()
         await self.store.close()
 
 
@@ -86,15 +88,28 @@ async def _retention_loop(store: Store, config: ServiceConfig) -> None:
 
 
 async def start_server(config: ServiceConfig) -> RunningServer:
-    """Open the store, bind, and start serving. Raises Unavailable or ConfigError."""
-    store = await Store.open(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
+    """Open the store, bind, and start serving. Raises Unavailable or ConfigError.
+
+    Background loops (group commit, retention, the relay) run supervised: health is
+    NOT_SERVING from a loop's failure until its restart.
+    """
+    health_servicer = health.aio.HealthServicer()
+
+    async def report(healthy: bool) -> None:
+        status = SERVING if healthy else NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, status)
+
+    supervisor = Supervisor(report)
+    store = await Store.open(
+        config.database_url, sqlite_synchronous=config.sqlite_synchronous, supervisor=supervisor
+    )
     hub = Hub()
     service = JobService(store, hub)
     servicer = JobStateServicer(service, config.max_watch_streams)
     interceptors = [TokenAuthInterceptor(config.api_token)] if config.api_token else []
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     jobstate_pb2_grpc.add_JobStateServiceServicer_to_server(servicer, server)
-    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -105,14 +120,14 @@ async def start_server(config: ServiceConfig) -> RunningServer:
         await store.close()
         raise
     await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    running = RunningServer(config, server, port, store, hub, service, servicer, health_servicer)
-    running.tasks.append(asyncio.create_task(_retention_loop(store, config), name="retention"))
+    await report(supervisor.healthy)
+    supervisor.spawn("retention", functools.partial(_retention_loop, store, config))
     if store.db.dialect == "postgresql":
         relay = EventRelay(asyncpg_dsn(config.database_url), store, hub)
-        running.tasks.append(asyncio.create_task(relay.run(), name="event-relay"))
-    return running
+        supervisor.spawn("event-relay", relay.run)
+    return RunningServer(
+        config, server, port, store, hub, service, servicer, health_servicer, supervisor
+    )
 
 
 def _check_bindable(listen: str) -> None:

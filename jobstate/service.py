@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from jobstate import domain
 from jobstate.domain import Change, EventType, Job, JobEvent
-from jobstate.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from jobstate.errors import InvalidArgument, NotFound
 from jobstate.hub import Hub
 from jobstate.locks import ShardedLocks
 from jobstate.store import JobQuery, Store
@@ -70,33 +70,21 @@ class JobService:
     ) -> Job:
         """Create a job (PENDING, version 1), or return the one these arguments already made.
 
-        Same job_id and user: the existing job. Same user and idempotency_key within 24 h: the
-        job the first call created. Another user's job_id: AlreadyExists.
+        Same user and idempotency_key within 24 h: the job the first call created, whichever
+        replica made it (the database decides). Same job_id and user: the existing job.
+        Another user's job_id: AlreadyExists.
         """
+        now = self._clock()
         event = domain.new_job(
-            job_id or uuid.uuid4().hex, user_id, kind, params, self._clock(), idempotency_key
+            job_id or uuid.uuid4().hex, user_id, kind, params, now, idempotency_key
         )
-        if idempotency_key:
-            async with self.locks.lock_for(f"{user_id}\x00{idempotency_key}"):
-                since = self._clock() - IDEMPOTENCY_WINDOW
-                earlier = await self.store.find_idempotent(user_id, idempotency_key, since)
-                if earlier is not None:
-                    return earlier
-                return await self._create(event)
-        return await self._create(event)
-
-    async def _create(self, event: JobEvent) -> Job:
-        job = event.job
-        async with self.locks.lock_for(job.job_id):
-            if await self.store.create(event):
-                self.hub.publish(event)
-                return job
-            existing = await self.store.get(job.job_id)
-        if existing is None:  # removed between the two statements
-            raise Unavailable(f"job {job.job_id} changed concurrently; retry")
-        if existing.user_id != job.user_id:
-            raise AlreadyExists(f"job_id {job.job_id} is already taken")
-        return existing
+        # Only the job's own lock: a second lock from the same pool could be this one.
+        async with self.locks.lock_for(event.job_id):
+            outcome = await self.store.create(event, now - IDEMPOTENCY_WINDOW)
+            if isinstance(outcome, JobEvent):
+                self.hub.publish(outcome)
+                return outcome.job
+        return outcome
 
     async def get(self, job_id: str) -> Job:
         domain.validate_job_id(job_id)
@@ -129,7 +117,15 @@ class JobService:
             job = await self.store.get(job_id, cached=True)
             if job is None:
                 raise NotFound(f"job {job_id} not found")
-            event = domain.apply(job, change, self._clock())
+            now = self._clock()
+            event = domain.apply(job, change, now)
+            if event is None:
+                # A change that changes nothing is answered from the stored job: another
+                # replica may have moved it on (even finished it) since it was cached here.
+                job = await self.store.reread(job)
+                if job is None:
+                    raise NotFound(f"job {job_id} not found")
+                event = domain.apply(job, change, now)
             if event is None:
                 return job
             return await _finish_even_if_cancelled(self._commit(event, job.version, change))

@@ -17,16 +17,18 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
-from jobstate import domain
-from jobstate.database import Database, lock_schema, open_database
+from jobstate import domain, retention
+from jobstate.database import Database, open_database
 from jobstate.domain import TERMINAL, Change, EventType, Job, JobEvent, Status
-from jobstate.errors import InvalidArgument, JobStateError, NotFound, Unavailable
+from jobstate.errors import AlreadyExists, InvalidArgument, JobStateError, NotFound, Unavailable
 from jobstate.groupcommit import GroupCommit
-from jobstate.schema import job_events, jobs, metadata
+from jobstate.migrate import ensure_schema
+from jobstate.schema import job_events, jobs
+from jobstate.supervisor import Supervisor
 
 MUTABLE = ("status", "progress", "message", "output_key", "error", "external_id")
 
@@ -36,12 +38,14 @@ class _Write:
     event: JobEvent
     expected_version: int | None  # None: create
     change: Change | None = None  # re-applied to fresh state if the version check fails
+    keys_since: datetime | None = None  # create: keys of jobs created before this have lapsed
 
 
-# What a write came to: the committed event; for a create whose id was taken, None; for an
-# update that lost its version check, the outcome of its change re-applied to fresh state
-# (the committed event, the unchanged job, or the domain error it raised).
-Outcome = JobEvent | Job | JobStateError | None
+# What a write came to: the committed event; for a create, the job already in its way (or the
+# domain error that says whose it is); for an update that lost its version check, the outcome
+# of its change re-applied to fresh state (the committed event, the unchanged job, or the
+# domain error it raised).
+Outcome = JobEvent | Job | JobStateError
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -118,8 +122,9 @@ _NOTIFY = text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text
 
 
 def _insert_if_absent(dialect: str) -> Any:
+    # No conflict target: a taken job id and a taken (user, idempotency key) both yield.
     module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(jobs).on_conflict_do_nothing(index_elements=[jobs.c.job_id])
+    return module.insert(jobs).on_conflict_do_nothing()
 
 
 def _update_params(write: _Write) -> dict[str, Any]:
@@ -128,11 +133,38 @@ def _update_params(write: _Write) -> dict[str, Any]:
     return params
 
 
+def _insert(conn: Connection, write: _Write) -> Outcome:
+    """Insert the job, or find the job in its way: the user's with the same key, else the id's."""
+    job = write.event.job
+    key = job.idempotency_key
+    if key:
+        # A lapsed key is given up in this transaction, so the unique index admits the new job.
+        conn.execute(
+            update(jobs)
+            .where(
+                jobs.c.user_id == job.user_id,
+                jobs.c.idempotency_key == key,
+                jobs.c.created_at < write.keys_since,
+            )
+            .values(idempotency_key=None)
+        )
+    if conn.execute(_insert_if_absent(conn.dialect.name), _job_values(job)).rowcount == 1:
+        return write.event
+    if key:
+        query = select(jobs).where(jobs.c.user_id == job.user_id, jobs.c.idempotency_key == key)
+        if (row := conn.execute(query).first()) is not None:
+            return _job_from_row(row)
+    existing = _select_job(conn, job.job_id)
+    if existing is None:  # the row in the way was removed meanwhile (retention)
+        return Unavailable(f"job {job.job_id} changed concurrently; retry")
+    if existing.user_id != job.user_id:
+        return AlreadyExists(f"job_id {job.job_id} is already taken")
+    return existing
+
+
 def _apply_one(conn: Connection, write: _Write) -> Outcome:
     if write.expected_version is None:
-        create = _insert_if_absent(conn.dialect.name)
-        inserted = conn.execute(create, _job_values(write.event.job)).rowcount == 1
-        return write.event if inserted else None
+        return _insert(conn, write)
     if conn.execute(_UPDATE_JOB, _update_params(write)).rowcount == 1:
         return write.event
     return _reapply(conn, write)
@@ -168,6 +200,17 @@ def _apply_all(conn: Connection, writes: Sequence[_Write]) -> list[Outcome] | No
     return None
 
 
+def _lock_order(write: _Write) -> tuple[str, ...]:
+    # A keyed create waits on the (user, key) entry of the unique index; everything else on
+    # the job's row (a create never waits on an update: the row is not visible to it yet).
+    # NOTE: two keyed creates that also share a client-chosen job id can still meet in
+    # opposite orders; PostgreSQL then aborts one batch, which is answered UNAVAILABLE.
+    job = write.event.job
+    if write.expected_version is None and job.idempotency_key:
+        return ("key", job.user_id, job.idempotency_key)
+    return ("job", job.job_id)
+
+
 def _write_batch(conn: Connection, writes: Sequence[_Write]) -> list[Outcome]:
     """One transaction for many changes; one outcome per write, in order."""
     # NOTE: on SQLite a statement costs Python work while holding the GIL, so a batch of
@@ -177,11 +220,10 @@ def _write_batch(conn: Connection, writes: Sequence[_Write]) -> list[Outcome]:
     if len(writes) > 1 and conn.dialect.name == "sqlite":
         outcomes = _apply_all(conn, writes)
     if outcomes is None:
-        # Rows are locked in job id order, so replicas' batches cannot deadlock.
-        order = sorted(range(len(writes)), key=lambda i: writes[i].event.job_id)
-        outcomes = [None] * len(writes)
-        for i in order:
-            outcomes[i] = _apply_one(conn, writes[i])
+        # Rows are locked in one global order, so replicas' batches do not deadlock.
+        order = sorted(range(len(writes)), key=lambda i: _lock_order(writes[i]))
+        by_index = {i: _apply_one(conn, writes[i]) for i in order}
+        outcomes = [by_index[i] for i in range(len(writes))]
     events = [_event_values(o) for o in outcomes if isinstance(o, JobEvent)]
     if events:
         conn.execute(insert(job_events), events)
@@ -191,11 +233,6 @@ def _write_batch(conn: Connection, writes: Sequence[_Write]) -> list[Outcome]:
             payloads = [f"{event['job_id']}:{event['version']}" for event in events]
             conn.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "payloads": payloads})
     return outcomes
-
-
-def _create_schema(conn: Connection) -> None:
-    lock_schema(conn)
-    metadata.create_all(conn, checkfirst=True)
 
 
 def _select_job(conn: Connection, job_id: str) -> Job | None:
@@ -288,71 +325,34 @@ def _select_page(conn: Connection, query: JobQuery) -> tuple[list[Job], str]:
     return page, token
 
 
-def _select_idempotent(conn: Connection, user_id: str, key: str, since: datetime) -> Job | None:
-    row = conn.execute(
-        select(jobs)
-        .where(
-            jobs.c.user_id == user_id,
-            jobs.c.idempotency_key == key,
-            jobs.c.created_at >= since,
-        )
-        .order_by(jobs.c.created_at.desc())
-        .limit(1)
-    ).first()
-    return None if row is None else _job_from_row(row)
-
-
-def _compact(conn: Connection, finished_before: datetime, keep_progress: int) -> int:
-    """Drop PROGRESS events of jobs finished before the cutoff; bound every job's history."""
-    finished = select(jobs.c.job_id).where(
-        jobs.c.completed_at.is_not(None), jobs.c.completed_at < finished_before
-    )
-    removed = conn.execute(
-        delete(job_events).where(
-            job_events.c.type == EventType.PROGRESS.value, job_events.c.job_id.in_(finished)
-        )
-    ).rowcount
-    # A job that keeps reporting keeps only its latest `keep_progress` versions of progress.
-    oldest_kept = jobs.c.version - keep_progress
-    long_lived = select(jobs.c.job_id, oldest_kept.label("cutoff")).where(oldest_kept > 0)
-    for job_id, cutoff in conn.execute(long_lived).all():
-        removed += conn.execute(
-            delete(job_events).where(
-                job_events.c.job_id == job_id,
-                job_events.c.type == EventType.PROGRESS.value,
-                job_events.c.version <= cutoff,
-            )
-        ).rowcount
-    return removed
-
-
-def _purge_jobs(conn: Connection, finished_before: datetime) -> int:
-    finished = select(jobs.c.job_id).where(
-        jobs.c.completed_at.is_not(None), jobs.c.completed_at < finished_before
-    )
-    conn.execute(delete(job_events).where(job_events.c.job_id.in_(finished)))
-    return conn.execute(delete(jobs).where(jobs.c.job_id.in_(finished))).rowcount
-
-
 class Store:
     """Durable jobs and history. Every method raises `Unavailable` when the database fails.
 
     It keeps a small cache of jobs this process wrote, used only on the write path: a stale
     entry (another replica wrote the job) fails the version check, and the change is applied
-    again to the stored row in the same transaction.
+    again to the stored row in the same transaction. A change that commits nothing meets no
+    version check, so it is answered after `reread`.
     """
 
-    def __init__(self, db: Database, cache_size: int = 10_000) -> None:
+    def __init__(
+        self, db: Database, supervisor: Supervisor | None = None, cache_size: int = 10_000
+    ) -> None:
         self.db = db
         self._cache: OrderedDict[str, Job] = OrderedDict()
         self._cache_size = cache_size
-        self._commits: GroupCommit[_Write, Outcome] = GroupCommit(self._run_batch)
+        self._commits: GroupCommit[_Write, Outcome] = GroupCommit(
+            self._run_batch, supervisor or Supervisor()
+        )
 
     @classmethod
-    async def open(cls, url: str, *, sqlite_synchronous: str = "NORMAL") -> Store:
+    async def open(
+        cls, url: str, *, sqlite_synchronous: str = "NORMAL", supervisor: Supervisor | None = None
+    ) -> Store:
+        """Open (and create or upgrade) the store; its group-commit loop runs under
+        `supervisor` (a private one if None)."""
         db = open_database(url, sqlite_synchronous=sqlite_synchronous)
         try:
-            await db.write(_create_schema)
+            await db.write(ensure_schema)
         except Unavailable as exc:
             await db.close()
             where = make_url(url).render_as_string(hide_password=True)
@@ -360,7 +360,7 @@ class Store:
         except BaseException:
             await db.close()
             raise
-        return cls(db)
+        return cls(db, supervisor)
 
     async def close(self) -> None:
         await self._commits.close()
@@ -375,12 +375,19 @@ class Store:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    async def create(self, event: JobEvent) -> bool:
-        """Insert a new job and its CREATED event; False if the job id already exists."""
-        created = await self._commits.submit(_Write(event, None)) is not None
-        if created:
-            self._remember(event.job)
-        return created
+    async def create(self, event: JobEvent, keys_since: datetime) -> JobEvent | Job:
+        """Insert a new job and its CREATED event, or return the job already in its way.
+
+        That is the user's job with the same idempotency key (one created before `keys_since`
+        has lapsed and gives the key up, in the same transaction), else the job with the same
+        id. Raises AlreadyExists when that id is another user's, and Unavailable.
+        """
+        outcome = await self._commits.submit(_Write(event, None, keys_since=keys_since))
+        if isinstance(outcome, JobStateError):
+            raise outcome
+        if isinstance(outcome, JobEvent):
+            self._remember(outcome.job)
+        return outcome
 
     async def update(
         self, event: JobEvent, expected_version: int, change: Change
@@ -395,7 +402,6 @@ class Store:
         if isinstance(outcome, JobStateError):
             self._cache.pop(event.job_id, None)
             raise outcome
-        assert outcome is not None
         self._remember(outcome.job if isinstance(outcome, JobEvent) else outcome)
         return outcome
 
@@ -407,6 +413,18 @@ class Store:
             self._remember(job)
         return job
 
+    async def reread(self, job: Job) -> Job | None:
+        """`job` as the database holds it now, when another process may have changed it since
+        this one read it; else `job` itself (this process's cache is then the truth)."""
+        if not self.db.shared:
+            return job
+        current = await self.db.read(_select_job, job.job_id)
+        if current is None:
+            self._cache.pop(job.job_id, None)
+        else:
+            self._remember(current)
+        return current
+
     async def get_with_events(self, job_id: str, after: int) -> tuple[Job | None, list[JobEvent]]:
         """The job and its history events with version > after, read in one transaction."""
         return await self.db.read(_select_with_events, job_id, after)
@@ -414,13 +432,12 @@ class Store:
     async def list_jobs(self, query: JobQuery) -> tuple[list[Job], str]:
         return await self.db.read(_select_page, query)
 
-    async def find_idempotent(self, user_id: str, key: str, since: datetime) -> Job | None:
-        return await self.db.read(_select_idempotent, user_id, key, since)
-
     async def compact(self, finished_before: datetime, keep_progress: int) -> int:
-        return await self.db.write(_compact, finished_before, keep_progress)
+        """Retention of history, in slices (see `retention`); the number of events removed."""
+        return await retention.compact(self.db, finished_before, keep_progress)
 
     async def purge_jobs(self, finished_before: datetime) -> int:
-        removed = await self.db.write(_purge_jobs, finished_before)
+        """Remove jobs finished before the cutoff, in slices; the number of jobs removed."""
+        removed = await retention.purge(self.db, finished_before)
         self._cache.clear()
         return removed
