@@ -18,6 +18,7 @@ from gateway.context import Services, services
 from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.jobs import read_json_object
 from gateway.translate import STATUS_NAMES, http_error, is_number
+from gateway.worker import is_external_id
 from jobstate.domain import JOB_ID_RE
 from jobstate.v1 import jobstate_pb2 as pb
 
@@ -64,7 +65,20 @@ def parse(body: dict[str, Any], prefix: str) -> Change:
     return _parse_runpod(status, body, prefix)
 
 
+def _runpod_id(body: dict[str, Any], *, required: bool) -> str:
+    value = body.get("id")
+    if value is None and not required:
+        return ""
+    if not is_external_id(value):
+        raise BadRequest("id must be a RunPod job id ([A-Za-z0-9_-], at most 128 characters)")
+    return str(value)
+
+
 def _parse_runpod(status: str, body: dict[str, Any], prefix: str) -> Change:
+    if status in ("IN_QUEUE", "IN_PROGRESS"):
+        # Records the id when the job has none; a different recorded id is FAILED_PRECONDITION.
+        return Change("mark_submitted", (_runpod_id(body, required=True),))
+    _runpod_id(body, required=False)  # a webhook's id names nothing here, but must be plain
     if status == "COMPLETED":
         output = body.get("output")
         key = output.get("output_key") if isinstance(output, dict) else None
@@ -79,11 +93,6 @@ def _parse_runpod(status: str, body: dict[str, Any], prefix: str) -> Change:
         return Change("fail_job", ("the RunPod job timed out",))
     if status == "CANCELLED":
         return Change("cancel_job", ("cancelled on RunPod",))
-    if status in ("IN_QUEUE", "IN_PROGRESS"):
-        external_id = body.get("id")
-        if not isinstance(external_id, str) or not external_id:
-            raise BadRequest("id must be the RunPod job id")
-        return Change("mark_submitted", (external_id,))
     raise BadRequest(f"unknown callback status {status!r}")
 
 

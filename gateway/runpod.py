@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 
 from gateway.metrics import Metrics
-from gateway.worker import WorkerError
+from gateway.worker import WorkerError, is_external_id
 
 log = logging.getLogger(__name__)
 
@@ -95,16 +94,19 @@ class RunPodClient:
         }
         data = await self._request("run", "POST", "/run", body, idempotent=False)
         external_id = data.get("id")
-        if not isinstance(external_id, str) or not external_id:
-            raise WorkerError("RunPod /run answered without a job id")
+        if not is_external_id(external_id):
+            log.error("RunPod /run answered an id that is not a RunPod job id: %.200r", external_id)
+            raise WorkerError("RunPod /run answered without a usable job id")
         return external_id
 
     async def cancel(self, external_id: str) -> None:
-        await self._request(
-            "cancel", "POST", f"/cancel/{quote(external_id, safe='')}", idempotent=True
-        )
+        await self._request("cancel", "POST", _path("cancel", external_id), idempotent=True)
 
     async def status(self, external_id: str) -> dict[str, Any]:
-        return await self._request(
-            "status", "GET", f"/status/{quote(external_id, safe='')}", idempotent=True
-        )
+        return await self._request("status", "GET", _path("status", external_id), idempotent=True)
+
+
+def _path(operation: str, external_id: str) -> str:
+    if not is_external_id(external_id):  # recorded before ids were checked: never a URL
+        raise WorkerError(f"{external_id[:200]!r} is not a RunPod job id; {operation} not sent")
+    return f"/{operation}/{external_id}"

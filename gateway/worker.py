@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
+
+# RunPod's job ids are UUIDs, some with a suffix ("-u1") or prefix ("sync-"); the simulated
+# worker's are "sim-<hex>". Nothing else is accepted as a worker's id, so an id can never
+# reach another RunPod path ("..", "a/b") when it is put into a URL.
+EXTERNAL_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def is_external_id(value: object) -> bool:
+    """True for a plain worker job id (`EXTERNAL_ID`)."""
+    return isinstance(value, str) and EXTERNAL_ID.fullmatch(value) is not None
 
 
 class WorkerError(Exception):

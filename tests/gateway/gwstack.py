@@ -101,11 +101,13 @@ def s3() -> Iterator[S3]:
 
 @dataclass
 class FakeRunPod:
-    """Records every request; `run_status` makes /run answer an error instead."""
+    """Records every request; `run_status` makes /run answer an error instead, `run_id`
+    makes it answer that id instead of a fresh one."""
 
     url: str = ""
     requests: list[tuple[str, str, dict[str, Any] | None, str]] = field(default_factory=list)
     run_status: int = 200
+    run_id: Any = None
     cancel_status: int = 200
     submitted: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
@@ -119,7 +121,7 @@ class FakeRunPod:
         if request.path == "/run":
             if self.run_status != 200:
                 return web.json_response({"error": "boom"}, status=self.run_status)
-            external_id = f"rp-{len(self.requests)}"
+            external_id = f"rp-{len(self.requests)}" if self.run_id is None else self.run_id
             assert body is not None
             await self.submitted.put({**body["input"], "id": external_id})
             return web.json_response({"id": external_id, "status": "IN_QUEUE"})

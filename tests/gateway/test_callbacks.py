@@ -26,6 +26,13 @@ from gwstack import Stack
         ({"status": "complete"}, 400),
         ({"status": "COMPLETED", "output": {"output_key": "../etc/passwd"}}, 400),
         ({"status": "IN_PROGRESS"}, 400),
+        # RunPod ids are plain: nothing that could reach another RunPod path.
+        ({"status": "IN_PROGRESS", "id": ".."}, 400),
+        ({"status": "IN_QUEUE", "id": "a/b"}, 400),
+        ({"status": "IN_PROGRESS", "id": "rp 1"}, 400),
+        ({"status": "IN_PROGRESS", "id": "x" * 129}, 400),
+        ({"status": "IN_PROGRESS", "id": 7}, 400),
+        ({"status": "COMPLETED", "id": "../x", "output": {}}, 400),
         ([1, 2], 400),
         (b'"progress"', 400),
         (b"\xff\xfe", 400),
@@ -138,6 +145,20 @@ async def test_in_progress_webhook_only_touches_status(stack: Stack) -> None:
     assert (got, answer["status"], answer["version"]) == (200, "processing", 2)
     got, answer = await stack.callback(job_id, {"status": "IN_QUEUE", "id": submission["id"]})
     assert (got, answer["version"]) == (200, 2)
+
+
+async def test_a_callback_cannot_replace_the_recorded_runpod_id(stack: Stack) -> None:
+    """Else whoever holds the callback URL points the owner's cancel at another RunPod job."""
+    job_id = await stack.start_job()
+    submission = await stack.runpod.next_submission()
+    before = await stack.get(f"/api/jobs/{job_id}")
+    got, answer = await stack.callback(job_id, {"status": "IN_PROGRESS", "id": "someone-elses"})
+    assert (got, "external_id" in answer["error"]) == (409, True), answer
+    assert await stack.get(f"/api/jobs/{job_id}") == before
+    status, _ = await stack.post(f"/api/jobs/{job_id}/cancel")
+    assert status == 200
+    cancels = [path for _, path in stack.runpod.paths() if path.startswith("/cancel/")]
+    assert cancels == [f"/cancel/{submission['id']}"]
 
 
 async def test_callback_metrics_count_outcomes(stack: Stack) -> None:

@@ -18,6 +18,19 @@ async def test_runpod_refusing_makes_the_job_error_and_502(stack: Stack, answer:
     assert body["job_id"] == job["job_id"]
 
 
+@pytest.mark.parametrize("answered", ["..", "../purge-queue", "a b", "", 42, None, "x" * 129])
+async def test_an_id_from_run_that_is_not_a_runpod_id_is_never_used(
+    stack: Stack, answered: object
+) -> None:
+    stack.runpod.run_id = answered if answered is not None else {"nested": 1}
+    status, body = await stack.post("/api/export/overlay/start", json={"clip": "x"})
+    assert status == 502, body
+    _, job = await stack.get(f"/api/jobs/{body['job_id']}")
+    assert job["status"] == "error"
+    assert (await stack.post(f"/api/jobs/{body['job_id']}/cancel"))[0] == 409
+    assert stack.runpod.paths() == [("POST", "/run")]  # no URL was built from that id
+
+
 async def test_runpod_unreachable_makes_the_job_error_and_502(make_stack) -> None:
     stack = await make_stack(runpod_endpoint_url=f"http://127.0.0.1:{free_port()}")
     status, body = await stack.post("/api/export/overlay/start", json={"clip": "x"})

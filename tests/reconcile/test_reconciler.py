@@ -372,3 +372,18 @@ async def test_the_loop_survives_a_failed_round_and_stops_when_told(
         await runpod.close()
     assert BrokenOnce.calls >= 2
     assert any("reconcile round failed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("external_id", ["..", "../run", "a b", "x" * 129])
+async def test_an_external_id_that_is_not_a_runpod_id_never_reaches_runpod(
+    client: JobStateClient, fake_runpod: FakeRunPod, runpod: RunPodClient, external_id: str
+) -> None:
+    """A job recorded before ids were checked: no RunPod URL is built from its id."""
+    job = await submitted(client, external_id, progress=10)
+
+    assert await reconciler(client, runpod).run_once() == {"examined": 1, "left": 1}
+    summary = await reconciler(client, runpod, hard_deadline=0.001).run_once()
+
+    assert summary == {"examined": 1, "failed": 1}
+    assert (await client.get_job(job.job_id)).status == pb.JOB_STATUS_ERROR
+    assert fake_runpod.requests == []
