@@ -53,7 +53,7 @@ def make_services(config: GatewayConfig) -> Services:
             config.runpod_endpoint_url, config.runpod_api_key, config.runpod_timeout, metrics
         )
     else:
-        worker = SimulatedWorker(storage, config.output_prefix, config.sim_step_seconds)
+        worker = SimulatedWorker(storage, config.sim_step_seconds)
     return Services(
         config=config,
         metrics=metrics,

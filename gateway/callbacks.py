@@ -17,6 +17,7 @@ from gateway.auth import Unauthorized
 from gateway.context import Services, services
 from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.jobs import read_json_object
+from gateway.outputs import key_problem, output_prefix
 from gateway.translate import STATUS_NAMES, http_error, is_number
 from gateway.worker import is_external_id
 from jobstate.domain import JOB_ID_RE
@@ -43,13 +44,15 @@ def _text(body: dict[str, Any], name: str, default: str = "") -> str:
 def _output_key(value: Any, prefix: str, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"{field} must be a non-empty string")
-    if not value.startswith(prefix):
-        raise BadRequest(f"{field} must start with {prefix!r}")
+    problem = key_problem(value, prefix)
+    if problem:
+        raise BadRequest(f"{field} {problem}")
     return value
 
 
 def parse(body: dict[str, Any], prefix: str) -> Change:
-    """The change a callback body asks for; BadRequest naming the field otherwise."""
+    """The change a callback body asks for; BadRequest naming the field otherwise.
+    `prefix` is the job's own output_prefix: an output key must be inside it."""
     status = body.get("status")
     if not isinstance(status, str):
         raise BadRequest("status must be a string")
@@ -114,7 +117,8 @@ async def callback(request: web.Request) -> web.Response:
         svc.callbacks.check(job_id, request.query.get("token", ""))
         if not JOB_ID_RE.fullmatch(job_id):
             raise NotFound("job not found")
-        change = parse(await read_json_object(request), svc.config.output_prefix)
+        prefix = output_prefix(svc.config.output_prefix, job_id)
+        change = parse(await read_json_object(request), prefix)
         job = await _apply(svc, job_id, change)
         outcome = "ok"
     except Unauthorized:

@@ -18,8 +18,9 @@ from aiohttp import web
 
 from gateway.context import Services, services
 from gateway.errors import BadGateway, BadRequest, NotFound
+from gateway.outputs import output_prefix
 from gateway.translate import STATUS_NAMES, STATUS_VALUES, job_json, loads
-from gateway.worker import WorkerError
+from gateway.worker import Submission, WorkerError
 from jobstate.domain import JOB_ID_RE, MAX_IDEMPOTENCY_KEY
 from jobstate.v1 import jobstate_pb2 as pb
 
@@ -80,7 +81,9 @@ async def start_export(request: web.Request) -> web.Response:
 
 async def _submit(svc: Services, job: pb.Job, params: dict[str, Any]) -> pb.Job:
     try:
-        external_id = await svc.worker.submit(job.job_id, svc.callback_url(job.job_id), params)
+        prefix = output_prefix(svc.config.output_prefix, job.job_id)
+        submission = Submission(job.job_id, svc.callback_url(job.job_id), prefix, params)
+        external_id = await svc.worker.submit(submission)
     except WorkerError as exc:
         log.warning("submission of %s failed: %s", job.job_id, exc)
         try:

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from gateway.metrics import Metrics
-from gateway.worker import WorkerError, is_external_id
+from gateway.worker import Submission, WorkerError, is_external_id
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,15 @@ class RunPodClient:
                     raise WorkerError(f"RunPod {operation} failed: {exc}") from None
         raise WorkerError(f"RunPod {operation} failed after {ATTEMPTS} attempts")
 
-    async def submit(self, job_id: str, callback_url: str, params: dict[str, Any]) -> str:
+    async def submit(self, submission: Submission) -> str:
         body = {
-            "input": {"job_id": job_id, "callback_url": callback_url, "params": params},
-            "webhook": callback_url,
+            "input": {
+                "job_id": submission.job_id,
+                "callback_url": submission.callback_url,
+                "output_prefix": submission.output_prefix,
+                "params": submission.params,
+            },
+            "webhook": submission.callback_url,
         }
         data = await self._request("run", "POST", "/run", body, idempotent=False)
         external_id = data.get("id")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 # RunPod's job ids are UUIDs, some with a suffix ("-u1") or prefix ("sync-"); the simulated
@@ -20,9 +21,21 @@ class WorkerError(Exception):
     """The worker refused the request or could not be reached; the message says which."""
 
 
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What a worker is given: where to report (`callback_url`), where it may write its
+    output (`output_prefix`, nowhere else) and the export's parameters."""
+
+    job_id: str
+    callback_url: str
+    output_prefix: str
+    params: dict[str, Any]
+
+
 class Worker(Protocol):
-    async def submit(self, job_id: str, callback_url: str, params: dict[str, Any]) -> str:
-        """Start the job; returns the worker's id for it. Raises WorkerError."""
+    async def submit(self, submission: Submission) -> str:
+        """Start the job; returns the worker's id for it (`is_external_id`). Raises
+        WorkerError."""
         ...
 
     async def cancel(self, external_id: str) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from urllib.parse import quote
+
 import pytest
-from gwstack import Stack
+from gwstack import BUCKET, Stack
 
 
 @pytest.mark.parametrize(
@@ -69,18 +72,19 @@ async def test_unknown_job_with_valid_token_is_404(stack: Stack) -> None:
 
 async def test_seed_format_repeats_and_409_after_finish(stack: Stack) -> None:
     job_id = await stack.start_job()
+    key, other = f"exports/{job_id}/j.mp4", f"exports/{job_id}/other.mp4"
     log = []
     for body in (
         {"status": "progress", "progress": 40, "message": "a"},
         {"status": "progress", "progress": 40, "message": "a"},  # repeat: no new version
         {"status": "progress", "progress": 10},  # lower: accepted and ignored
-        {"status": "complete", "output_key": "exports/j.mp4"},
-        {"status": "complete", "output_key": "exports/j.mp4"},  # repeat
-        {"status": "COMPLETED", "id": "rp-1", "output": {"output_key": "exports/j.mp4"}},
+        {"status": "complete", "output_key": key},
+        {"status": "complete", "output_key": key},  # repeat
+        {"status": "COMPLETED", "id": "rp-1", "output": {"output_key": key}},
         {"status": "COMPLETED", "id": "rp-1", "output": {}},  # webhook without output: repeat
         {"status": "progress", "progress": 90},  # lower than 100: accepted and ignored
         {"status": "error", "error": "late"},
-        {"status": "complete", "output_key": "exports/other.mp4"},
+        {"status": "complete", "output_key": other},
         {"status": "CANCELLED", "id": "rp-1"},
     ):
         got, answer = await stack.callback(job_id, body)
@@ -122,7 +126,7 @@ async def test_seed_format_repeats_and_409_after_finish(stack: Stack) -> None:
             ("cancelled", "cancelled on RunPod"),
         ),
         (
-            [{"status": "COMPLETED", "id": "x", "output": {"output_key": "exports/k"}}],
+            [{"status": "COMPLETED", "id": "x", "output": {"output_key": "exports/{job}/k"}}],
             ("complete", ""),
         ),
     ],
@@ -130,6 +134,7 @@ async def test_seed_format_repeats_and_409_after_finish(stack: Stack) -> None:
 async def test_runpod_webhook_formats(stack: Stack, bodies: list, final: tuple) -> None:
     job_id = await stack.start_job()
     for body in bodies:
+        body = json.loads(json.dumps(body).replace("{job}", job_id))
         got, _ = await stack.callback(job_id, body)
         assert got == 200
     _, job = await stack.get(f"/api/jobs/{job_id}")
@@ -145,6 +150,66 @@ async def test_in_progress_webhook_only_touches_status(stack: Stack) -> None:
     assert (got, answer["status"], answer["version"]) == (200, "processing", 2)
     got, answer = await stack.callback(job_id, {"status": "IN_QUEUE", "id": submission["id"]})
     assert (got, answer["version"]) == (200, 2)
+
+
+def outside_the_jobs_prefix(job_id: str, other: str) -> list[str]:
+    """Output keys a callback of `job_id` must refuse: `exports/{job_id}/` and nothing else."""
+    mine = f"exports/{job_id}/"
+    return [
+        f"exports/{other}/out.mp4",  # another job's output
+        f"exports/{other}.mp4",
+        f"exports/{job_id}.mp4",  # beside the prefix, not in it
+        f"exports/{job_id}x/out.mp4",
+        "elsewhere/out.mp4",
+        mine,  # the prefix itself names no file
+        f"{mine}../{other}/out.mp4",  # traversal
+        f"{mine}..",
+        f"{mine}./out.mp4",
+        f"{mine}a//b.mp4",
+        f"{mine}a\\..\\b.mp4",
+        f"{mine}a\nb.mp4",
+        mine + "k" * 1024,
+    ]
+
+
+@pytest.mark.parametrize("runpod_format", [False, True], ids=["seed", "runpod"])
+async def test_an_output_key_must_be_inside_the_jobs_own_prefix(
+    stack: Stack, runpod_format: bool
+) -> None:
+    job_id, other = await stack.start_job(), await stack.start_job()
+    before = await stack.get(f"/api/jobs/{job_id}")
+    log = []
+    for key in outside_the_jobs_prefix(job_id, other):
+        if runpod_format:
+            body = {"status": "COMPLETED", "id": "rp-x", "output": {"output_key": key}}
+        else:
+            body = {"status": "complete", "output_key": key}
+        got, answer = await stack.callback(job_id, body)
+        log.append((key, got, "output_key" in answer.get("error", "")))
+    assert log == [(key, 400, True) for key in outside_the_jobs_prefix(job_id, other)]
+    assert await stack.get(f"/api/jobs/{job_id}") == before
+    got, answer = await stack.callback(
+        job_id, {"status": "complete", "output_key": f"exports/{job_id}/clips/out.mp4"}
+    )
+    assert (got, answer["status"]) == (200, "complete")
+
+
+async def test_one_job_cannot_claim_another_jobs_output(stack: Stack) -> None:
+    """The attack: complete my job with the victim's key, then download it as my own."""
+    victim = await stack.start_job("victim")
+    key = f"exports/{victim}/out.mp4"
+    stack.s3.client().put_object(Bucket=BUCKET, Key=key, Body=b"the victim's video")
+    assert (await stack.callback(victim, {"status": "complete", "output_key": key}))[0] == 200
+    mine = await stack.start_job("attacker")
+
+    got, _ = await stack.callback(mine, {"status": "complete", "output_key": key})
+    webhook = {"status": "COMPLETED", "id": "rp-x", "output": {"output_key": key}}
+    got_webhook, _ = await stack.callback(mine, webhook)
+    download = await stack.get(f"/api/storage/presigned-url?key={quote(key, safe='')}", "attacker")
+
+    assert (got, got_webhook, download[0]) == (400, 400, 404)
+    _, job = await stack.get(f"/api/jobs/{mine}", "attacker")
+    assert (job["status"], job["output_key"]) == ("processing", "")
 
 
 async def test_a_callback_cannot_replace_the_recorded_runpod_id(stack: Stack) -> None:

@@ -61,7 +61,7 @@ async def test_unfinished_jobs_beyond_the_limit_are_429_until_one_finishes(make_
     assert retry_after is not None and int(retry_after) >= 1
     assert (await job_count(stack), runs(stack)) == (2, 2)
     assert (await start(stack, "u2"))[0] == 200  # per user
-    await stack.callback(first, {"status": "complete", "output_key": "exports/f.mp4"})
+    await stack.callback(first, {"status": "complete", "output_key": f"exports/{first}/f.mp4"})
     assert (await start(stack))[0] == 200
     assert (await job_count(stack), runs(stack)) == (3, 4)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from gwstack import Stack, free_port
 
@@ -61,8 +63,8 @@ async def test_simulated_worker_walks_the_job_to_complete_over_http(make_stack) 
         messages.append(await ws.next())
     progress = [m["progress"] for m in messages if m["type"] == "progress"]
     assert progress == sorted(progress) and progress[-1] == 90.0
-    key = f"exports/{job_id}.mp4"
-    assert messages[-1]["output_url"] == f"/api/storage/presigned-url?key=exports%2F{job_id}.mp4"
+    key = f"exports/{job_id}/{job_id}.mp4"  # inside the job's own output_prefix
+    assert messages[-1]["output_url"] == "/api/storage/presigned-url?key=" + quote(key, safe="")
     status, signed = await stack.get(messages[-1]["output_url"], "sim-user")
     assert status == 200
     async with stack.http.get(signed["url"]) as response:
@@ -90,7 +92,7 @@ async def test_development_without_r2_serves_outputs_itself(make_stack, tmp_path
         assert await response.read() == f"simulated export {job_id}\n".encode()
         disposition = response.headers["Content-Disposition"]
         assert disposition == f'attachment; filename="{job_id}.mp4"'
-    assert (tmp_path / "outputs" / "exports" / f"{job_id}.mp4").is_file()
+    assert (tmp_path / "outputs" / "exports" / job_id / f"{job_id}.mp4").is_file()
     for tampered in (
         signed["url"].replace("sig=", "sig=0"),
         signed["url"].replace("exports/", "x/"),
@@ -105,8 +107,9 @@ async def test_development_without_r2_serves_outputs_itself(make_stack, tmp_path
 async def test_production_without_r2_cannot_sign(make_stack) -> None:
     stack = await make_stack(r2_endpoint_url="")
     job_id = await stack.start_job()
-    await stack.callback(job_id, {"status": "complete", "output_key": "exports/p.mp4"})
-    status, body = await stack.get("/api/storage/presigned-url?key=exports%2Fp.mp4")
+    key = quote(f"exports/{job_id}/p.mp4", safe="")
+    await stack.callback(job_id, {"status": "complete", "output_key": f"exports/{job_id}/p.mp4"})
+    status, body = await stack.get(f"/api/storage/presigned-url?key={key}")
     assert status == 503 and "R2_ENDPOINT_URL" in body["error"]
 
 
