@@ -131,8 +131,11 @@ async def cancel_job(request: web.Request) -> web.Response:
     svc = services(request)
     user_id = svc.users.user_of(request)
     job = await owned_job(svc, request.match_info["job_id"], user_id)
+    already = job.status == pb.JOB_STATUS_CANCELLED
     job = await svc.client.cancel_job(job.job_id, "cancelled by the user")
-    if job.external_id:
+    # Only the cancel that changed the job calls RunPod, so repeats cannot spend the shared
+    # key. Two cancels in the same instant may both call it; RunPod's cancel is idempotent.
+    if job.external_id and not already:
         try:
             await svc.worker.cancel(job.external_id)
         except WorkerError as exc:  # the job is cancelled here either way; its callbacks get 409

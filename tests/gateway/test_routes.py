@@ -110,6 +110,28 @@ async def test_cancel_cancels_here_and_at_runpod(stack: Stack) -> None:
     assert status == 409 and "complete" in body["error"]
 
 
+async def test_repeated_cancels_call_runpod_once(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    submission = await stack.runpod.next_submission()
+    answers = [await stack.post(f"/api/jobs/{job_id}/cancel") for _ in range(20)]
+    assert {(status, job["status"], job["version"]) for status, job in answers} == {
+        (200, "cancelled", 3)
+    }
+    cancels = [path for _, path in stack.runpod.paths() if path.startswith("/cancel/")]
+    assert cancels == [f"/cancel/{submission['id']}"]  # the shared API key is spent once
+
+
+async def test_cancelling_a_job_runpod_already_cancelled_does_not_call_runpod(
+    stack: Stack,
+) -> None:
+    job_id = await stack.start_job()
+    submission = await stack.runpod.next_submission()
+    assert (await stack.callback(job_id, {"status": "CANCELLED", "id": submission["id"]}))[0] == 200
+    status, job = await stack.post(f"/api/jobs/{job_id}/cancel")
+    assert (status, job["status"], job["error"]) == (200, "cancelled", "cancelled on RunPod")
+    assert stack.runpod.paths() == [("POST", "/run")]
+
+
 async def test_presigned_url_only_for_the_owner_of_a_complete_job(stack: Stack) -> None:
     job_id = await stack.start_job("owner")
     key = f"exports/{job_id}/{job_id}.mp4"
