@@ -20,7 +20,7 @@ from gateway.jobs import read_json_object
 from gateway.outputs import key_problem, output_prefix
 from gateway.translate import STATUS_NAMES, http_error, is_number
 from gateway.worker import is_external_id
-from jobstate.domain import JOB_ID_RE
+from jobstate.domain import JOB_ID_RE, MAX_ERROR
 from jobstate.v1 import jobstate_pb2 as pb
 
 
@@ -39,6 +39,11 @@ def _text(body: dict[str, Any], name: str, default: str = "") -> str:
     if not isinstance(value, str):
         raise BadRequest(f"{name} must be a string")
     return value
+
+
+def _workers_error(text: str, default: str) -> str:
+    """The worker's own message, kept for the user but cut to what a job holds."""
+    return text.replace("\x00", "")[:MAX_ERROR] or default
 
 
 def _output_key(value: Any, prefix: str, field: str) -> str:
@@ -64,7 +69,7 @@ def parse(body: dict[str, Any], prefix: str) -> Change:
     if status == "complete":
         return Change("complete_job", (_output_key(body.get("output_key"), prefix, "output_key"),))
     if status == "error":
-        return Change("fail_job", (_text(body, "error") or "the worker reported an error",))
+        return Change("fail_job", (_workers_error(_text(body, "error"), "the worker failed"),))
     return _parse_runpod(status, body, prefix)
 
 
@@ -90,8 +95,8 @@ def _parse_runpod(status: str, body: dict[str, Any], prefix: str) -> Change:
         return Change("complete_job", (_output_key(key, prefix, "output.output_key"),))
     if status == "FAILED":
         error = body.get("error")
-        message = error if isinstance(error, str) and error else "the RunPod job failed"
-        return Change("fail_job", (message,))
+        text = error if isinstance(error, str) else ""
+        return Change("fail_job", (_workers_error(text, "the RunPod job failed"),))
     if status == "TIMED_OUT":
         return Change("fail_job", ("the RunPod job timed out",))
     if status == "CANCELLED":

@@ -44,7 +44,10 @@ class RunPodClient:
     async def _request(
         self, operation: str, method: str, path: str, body: Any = None, *, idempotent: bool
     ) -> dict[str, Any]:
+        """RunPod's JSON answer. WorkerError otherwise, whose message is ours alone: what
+        RunPod (or the network) said is logged here, never passed on to users."""
         url = self._base + path
+        not_retried = "" if idempotent else " (not retried: /run is not idempotent)"
         for attempt in range(ATTEMPTS):
             last = attempt == ATTEMPTS - 1
             try:
@@ -54,11 +57,13 @@ class RunPodClient:
                         await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
                         continue
                     if response.status >= 400:
-                        text = (await response.text())[:200]
+                        text = (await response.text())[:500]
                         self._metrics.runpod_requests.labels(operation, "refused").inc()
+                        log.warning("RunPod %s answered %d: %s", operation, response.status, text)
                         raise WorkerError(
-                            f"RunPod {operation} answered {response.status}: {text}"
-                            + ("" if idempotent else " (not retried: /run is not idempotent)")
+                            f"RunPod answered {response.status}"
+                            + (not_retried if response.status >= 500 else ""),
+                            status=response.status,
                         )
                     try:
                         data = await response.json(content_type=None)
@@ -72,19 +77,20 @@ class RunPodClient:
                 # Nothing was sent: safe to retry even /run.
                 self._metrics.runpod_requests.labels(operation, "unreachable").inc()
                 if last:
-                    raise WorkerError(f"RunPod is unreachable: {exc.os_error}") from None
+                    log.warning("RunPod %s: cannot connect: %s", operation, exc.os_error)
+                    raise WorkerError("RunPod is unreachable") from None
                 await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
             except TimeoutError:
                 self._metrics.runpod_requests.labels(operation, "timeout").inc()
                 if not idempotent or last:
                     raise WorkerError(
-                        f"RunPod {operation} timed out after the request was sent"
-                        + ("" if idempotent else " (not retried: /run is not idempotent)")
+                        f"RunPod {operation} timed out after the request was sent{not_retried}"
                     ) from None
             except aiohttp.ClientError as exc:
                 self._metrics.runpod_requests.labels(operation, "failed").inc()
                 if not idempotent or last:
-                    raise WorkerError(f"RunPod {operation} failed: {exc}") from None
+                    log.warning("RunPod %s failed: %r", operation, exc)
+                    raise WorkerError(f"RunPod {operation} failed{not_retried}") from None
         raise WorkerError(f"RunPod {operation} failed after {ATTEMPTS} attempts")
 
     async def submit(self, submission: Submission) -> str:

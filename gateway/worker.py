@@ -18,7 +18,12 @@ def is_external_id(value: object) -> bool:
 
 
 class WorkerError(Exception):
-    """The worker refused the request or could not be reached; the message says which."""
+    """The worker refused the request or could not be reached; the message says which in
+    our own words (fit for users: nothing the worker said), `status` is its HTTP status."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

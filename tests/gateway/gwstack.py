@@ -109,6 +109,7 @@ class FakeRunPod:
     run_status: int = 200
     run_id: Any = None
     cancel_status: int = 200
+    error_text: str = "boom"  # what /run and /cancel say when they refuse
     submitted: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
     def paths(self) -> list[tuple[str, str]]:
@@ -120,14 +121,14 @@ class FakeRunPod:
         self.requests.append((request.method, request.path, body, auth))
         if request.path == "/run":
             if self.run_status != 200:
-                return web.json_response({"error": "boom"}, status=self.run_status)
+                return web.json_response({"error": self.error_text}, status=self.run_status)
             external_id = f"rp-{len(self.requests)}" if self.run_id is None else self.run_id
             assert body is not None
             await self.submitted.put({**body["input"], "id": external_id})
             return web.json_response({"id": external_id, "status": "IN_QUEUE"})
         if request.path.startswith("/cancel/"):
             if self.cancel_status != 200:
-                return web.json_response({"error": "boom"}, status=self.cancel_status)
+                return web.json_response({"error": self.error_text}, status=self.cancel_status)
             return web.json_response({"id": request.path.split("/")[-1], "status": "CANCELLED"})
         return web.json_response({"id": request.path.split("/")[-1], "status": "IN_PROGRESS"})
 

@@ -142,6 +142,23 @@ async def test_runpod_webhook_formats(stack: Stack, bodies: list, final: tuple) 
     assert job["version"] == 3  # created, submitted, finished: repeats made no version
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "error", "error": "ffmpeg\x00 " + "e" * 5000},
+        {"status": "FAILED", "id": "rp-x", "error": "ffmpeg\x00 " + "e" * 5000},
+    ],
+    ids=["seed", "runpod"],
+)
+async def test_the_workers_error_is_kept_bounded(stack: Stack, body: dict) -> None:
+    """The worker's own message reaches the user, cut to what a job holds (4,096)."""
+    job_id = await stack.start_job()
+    got, answer = await stack.callback(job_id, body)
+    assert (got, answer["status"]) == (200, "error")
+    _, job = await stack.get(f"/api/jobs/{job_id}")
+    assert job["error"] == ("ffmpeg " + "e" * 5000)[:4096]
+
+
 async def test_in_progress_webhook_only_touches_status(stack: Stack) -> None:
     stack.runpod.run_status = 200
     job_id = await stack.start_job()

@@ -7,17 +7,30 @@ from urllib.parse import quote
 import pytest
 from gwstack import Stack, free_port
 
+ECHO = "<img src=x onerror=alert(1)> quota of account ops@example.com exceeded"
+
 
 @pytest.mark.parametrize("answer", [500, 503, 400, 401])
-async def test_runpod_refusing_makes_the_job_error_and_502(stack: Stack, answer: int) -> None:
+async def test_runpod_refusing_makes_the_job_error_and_502(
+    stack: Stack, answer: int, caplog: pytest.LogCaptureFixture
+) -> None:
     stack.runpod.run_status = answer
+    stack.runpod.error_text = ECHO
     status, body = await stack.post("/api/export/overlay/start", json={"clip": "x"})
-    assert status == 502 and f"answered {answer}" in body["error"]
+    said = f"RunPod answered {answer}" + (
+        " (not retried: /run is not idempotent)" if answer >= 500 else ""
+    )
+    assert (status, body["error"]) == (502, f"the GPU worker could not take the job: {said}")
     assert stack.runpod.paths() == [("POST", "/run")]  # /run is never retried once sent
     _, jobs = await stack.get("/api/jobs")
     [job] = jobs["jobs"]
-    assert job["status"] == "error" and "submission to the GPU worker failed" in job["error"]
+    assert (job["status"], job["error"]) == (
+        "error",
+        f"submission to the GPU worker failed: {said}",
+    )
     assert body["job_id"] == job["job_id"]
+    # What RunPod said reaches the logs only.
+    assert any(ECHO in record.getMessage() for record in caplog.records)
 
 
 @pytest.mark.parametrize("answered", ["..", "../purge-queue", "a b", "", 42, None, "x" * 129])
@@ -36,9 +49,14 @@ async def test_an_id_from_run_that_is_not_a_runpod_id_is_never_used(
 async def test_runpod_unreachable_makes_the_job_error_and_502(make_stack) -> None:
     stack = await make_stack(runpod_endpoint_url=f"http://127.0.0.1:{free_port()}")
     status, body = await stack.post("/api/export/overlay/start", json={"clip": "x"})
-    assert status == 502 and "unreachable" in body["error"]
+    assert (status, body["error"]) == (
+        502,
+        "the GPU worker could not take the job: RunPod is unreachable",
+    )
     _, jobs = await stack.get("/api/jobs")
-    assert [(j["status"], "unreachable" in j["error"]) for j in jobs["jobs"]] == [("error", True)]
+    assert [(j["status"], j["error"]) for j in jobs["jobs"]] == [
+        ("error", "submission to the GPU worker failed: RunPod is unreachable")
+    ]  # no address or OS error: those are in the log
     async with stack.http.get(f"{stack.url}/metrics") as response:
         text = await response.text()
     # Nothing was sent, so the connection was tried again, a bounded number of times.

@@ -86,10 +86,10 @@ CASES = [
         "failed",
         id="completed-without-key",
     ),
-    pytest.param(
+    pytest.param(  # RunPod's /status text goes to the log, not to the user
         (200, {"status": "FAILED", "error": "ffmpeg exited 1"}),
         pb.JOB_STATUS_ERROR,
-        "ffmpeg exited 1",
+        "the RunPod job failed",
         "failed",
         id="failed",
     ),
@@ -101,9 +101,9 @@ CASES = [
         id="completed-key-too-long",
     ),
     pytest.param(
-        (200, {"status": "FAILED", "error": "bad\x00frame " + "e" * 5000}),
+        (200, {"status": "FAILED", "error": "bad\x00frame <script> " + "e" * 5000}),
         pb.JOB_STATUS_ERROR,
-        "badframe " + "e" * (4096 - 9),
+        "the RunPod job failed",
         "failed",
         id="failed-with-hostile-reason",
     ),
@@ -412,3 +412,19 @@ async def test_an_external_id_that_is_not_a_runpod_id_never_reaches_runpod(
     assert summary == {"examined": 1, "failed": 1}
     assert (await client.get_job(job.job_id)).status == pb.JOB_STATUS_ERROR
     assert fake_runpod.requests == []
+
+
+async def test_runpods_failure_text_is_logged_not_shown(
+    client: JobStateClient,
+    fake_runpod: FakeRunPod,
+    runpod: RunPodClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="gateway.reconcile")
+    job = await submitted(client, "rp-1", progress=40)
+    fake_runpod.jobs["rp-1"] = (200, {"status": "FAILED", "error": "ffmpeg exited 1"})
+
+    assert await reconciler(client, runpod).run_once() == {"examined": 1, "failed": 1}
+
+    assert (await client.get_job(job.job_id)).error == "the RunPod job failed"
+    assert any("ffmpeg exited 1" in record.getMessage() for record in caplog.records)
