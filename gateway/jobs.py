@@ -3,34 +3,27 @@
 Every route needs `Authorization: Bearer <jwt>` (401). Someone else's job is answered exactly
 like a job that does not exist (404). gRPC failures are translated by the app's middleware.
 A start beyond the user's abuse limits is 429 with `Retry-After` before anything is created
-(`limits.StartLimits`).
+(`limits.StartLimits`); handing the job to the worker is `submission.Submitter`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
 from typing import Any
 
 import grpc
 from aiohttp import web
 
 from gateway.context import Services, services
-from gateway.errors import BadGateway, BadRequest, NotFound
-from gateway.outputs import output_prefix
+from gateway.errors import BadRequest, NotFound
 from gateway.translate import STATUS_NAMES, STATUS_VALUES, job_json, loads
-from gateway.worker import Submission, WorkerError
+from gateway.worker import WorkerError
 from jobstate.domain import JOB_ID_RE, MAX_IDEMPOTENCY_KEY
 from jobstate.v1 import jobstate_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
-# NOTE: serialises submissions of one job within this process, so two concurrent starts with
-# the same Idempotency-Key make one GPU run. Gateways behind one URL can still race (rare:
-# same user, same key, same instant); the service's idempotency makes them share the job.
-_submit_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 async def owned_job(svc: Services, job_id: str, user_id: str) -> pb.Job:
@@ -69,36 +62,8 @@ async def start_export(request: web.Request) -> web.Response:
     job = await svc.starts.create(
         user_id, key, lambda: svc.client.create_job(user_id, "overlay", params, key)
     )
-    lock = _submit_locks.setdefault(job.job_id, asyncio.Lock())
-    contended = lock.locked()
-    async with lock:
-        if contended or job.version > 1 or job.status != pb.JOB_STATUS_PENDING:
-            job = await svc.client.get_job(job.job_id)
-        if job.status == pb.JOB_STATUS_PENDING and not job.external_id:
-            job = await _submit(svc, job, params)
+    job = await svc.submitter.ensure_submitted(job, params, svc.callback_url(job.job_id))
     return web.json_response({"job_id": job.job_id, "status": STATUS_NAMES[job.status]})
-
-
-async def _submit(svc: Services, job: pb.Job, params: dict[str, Any]) -> pb.Job:
-    try:
-        prefix = output_prefix(svc.config.output_prefix, job.job_id)
-        submission = Submission(job.job_id, svc.callback_url(job.job_id), prefix, params)
-        external_id = await svc.worker.submit(submission)
-    except WorkerError as exc:
-        log.warning("submission of %s failed: %s", job.job_id, exc)
-        try:
-            await svc.client.fail_job(job.job_id, f"submission to the GPU worker failed: {exc}")
-        except grpc.aio.AioRpcError as rpc_exc:
-            log.error("could not mark %s as failed: %s", job.job_id, rpc_exc.code().name)
-        message = f"the GPU worker could not take the job: {exc}"
-        raise BadGateway(message, job_id=job.job_id) from None
-    try:
-        return await svc.client.mark_submitted(job.job_id, external_id)
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-            raise
-        # A fast worker finished (or the job was cancelled) before we recorded the submission.
-        return await svc.client.get_job(job.job_id)
 
 
 async def get_job(request: web.Request) -> web.Response:

@@ -102,7 +102,8 @@ def s3() -> Iterator[S3]:
 @dataclass
 class FakeRunPod:
     """Records every request; `run_status` makes /run answer an error instead, `run_id`
-    makes it answer that id instead of a fresh one."""
+    makes it answer that id instead of a fresh one, and `before_run` is awaited before /run
+    answers (to hold it open, or to break something while it is in flight)."""
 
     url: str = ""
     requests: list[tuple[str, str, dict[str, Any] | None, str]] = field(default_factory=list)
@@ -110,6 +111,7 @@ class FakeRunPod:
     run_id: Any = None
     cancel_status: int = 200
     error_text: str = "boom"  # what /run and /cancel say when they refuse
+    before_run: Callable[[], Awaitable[None]] | None = None
     submitted: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
     def paths(self) -> list[tuple[str, str]]:
@@ -120,6 +122,8 @@ class FakeRunPod:
         auth = request.headers.get("Authorization", "")
         self.requests.append((request.method, request.path, body, auth))
         if request.path == "/run":
+            if self.before_run is not None:
+                await self.before_run()
             if self.run_status != 200:
                 return web.json_response({"error": self.error_text}, status=self.run_status)
             external_id = f"rp-{len(self.requests)}" if self.run_id is None else self.run_id
