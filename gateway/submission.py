@@ -133,11 +133,10 @@ class Submitter:
                         await self._orphaned(job_id, external_id, exc.code())
                         return
                     log.warning(
-                        "recording %s of %s failed: %s; again in %g s",
+                        "recording %s of %s failed: %s; retrying",
                         external_id,
                         job_id,
                         exc.code().name,
-                        delay,
                     )
                 except Exception:  # a bug must not end the retries silently
                     log.exception("recording %s of %s failed", external_id, job_id)
