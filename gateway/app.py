@@ -25,6 +25,7 @@ from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.runpod import RunPodClient
 from gateway.simworker import SimulatedWorker
 from gateway.storage import Storage
+from gateway.submission import Submitter
 from gateway.translate import http_error
 from gateway.watch import WatchHub
 from gateway.worker import Worker
@@ -53,7 +54,7 @@ def make_services(config: GatewayConfig) -> Services:
             config.runpod_endpoint_url, config.runpod_api_key, config.runpod_timeout, metrics
         )
     else:
-        worker = SimulatedWorker(storage, config.output_prefix, config.sim_step_seconds)
+        worker = SimulatedWorker(storage, config.sim_step_seconds)
     return Services(
         config=config,
         metrics=metrics,
@@ -68,6 +69,7 @@ def make_services(config: GatewayConfig) -> Services:
             max_unfinished=config.max_unfinished_jobs_per_user,
             max_per_minute=config.max_starts_per_minute,
         ),
+        submitter=Submitter(client, worker, config.output_prefix),
         slots=SocketSlots(
             max_per_user=config.max_sockets_per_user, max_per_job=config.max_sockets_per_job
         ),
@@ -153,6 +155,7 @@ async def _on_shutdown(app: web.Application) -> None:
 async def _on_cleanup(app: web.Application) -> None:
     svc = app[SERVICES]
     await svc.hub.close()
+    await svc.submitter.close()
     await svc.worker.close()
     await svc.client.close()
 

@@ -17,8 +17,10 @@ from gateway.auth import Unauthorized
 from gateway.context import Services, services
 from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.jobs import read_json_object
+from gateway.outputs import key_problem, output_prefix
 from gateway.translate import STATUS_NAMES, http_error, is_number
-from jobstate.domain import JOB_ID_RE
+from gateway.worker import is_external_id
+from jobstate.domain import JOB_ID_RE, MAX_ERROR
 from jobstate.v1 import jobstate_pb2 as pb
 
 
@@ -39,16 +41,23 @@ def _text(body: dict[str, Any], name: str, default: str = "") -> str:
     return value
 
 
+def _workers_error(text: str, default: str) -> str:
+    """The worker's own message, kept for the user but cut to what a job holds."""
+    return text.replace("\x00", "")[:MAX_ERROR] or default
+
+
 def _output_key(value: Any, prefix: str, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"{field} must be a non-empty string")
-    if not value.startswith(prefix):
-        raise BadRequest(f"{field} must start with {prefix!r}")
+    problem = key_problem(value, prefix)
+    if problem:
+        raise BadRequest(f"{field} {problem}")
     return value
 
 
 def parse(body: dict[str, Any], prefix: str) -> Change:
-    """The change a callback body asks for; BadRequest naming the field otherwise."""
+    """The change a callback body asks for; BadRequest naming the field otherwise.
+    `prefix` is the job's own output_prefix: an output key must be inside it."""
     status = body.get("status")
     if not isinstance(status, str):
         raise BadRequest("status must be a string")
@@ -60,11 +69,24 @@ def parse(body: dict[str, Any], prefix: str) -> Change:
     if status == "complete":
         return Change("complete_job", (_output_key(body.get("output_key"), prefix, "output_key"),))
     if status == "error":
-        return Change("fail_job", (_text(body, "error") or "the worker reported an error",))
+        return Change("fail_job", (_workers_error(_text(body, "error"), "the worker failed"),))
     return _parse_runpod(status, body, prefix)
 
 
+def _runpod_id(body: dict[str, Any], *, required: bool) -> str:
+    value = body.get("id")
+    if value is None and not required:
+        return ""
+    if not is_external_id(value):
+        raise BadRequest("id must be a RunPod job id ([A-Za-z0-9_-], at most 128 characters)")
+    return str(value)
+
+
 def _parse_runpod(status: str, body: dict[str, Any], prefix: str) -> Change:
+    if status in ("IN_QUEUE", "IN_PROGRESS"):
+        # Records the id when the job has none; a different recorded id is FAILED_PRECONDITION.
+        return Change("mark_submitted", (_runpod_id(body, required=True),))
+    _runpod_id(body, required=False)  # a webhook's id names nothing here, but must be plain
     if status == "COMPLETED":
         output = body.get("output")
         key = output.get("output_key") if isinstance(output, dict) else None
@@ -73,17 +95,12 @@ def _parse_runpod(status: str, body: dict[str, Any], prefix: str) -> Change:
         return Change("complete_job", (_output_key(key, prefix, "output.output_key"),))
     if status == "FAILED":
         error = body.get("error")
-        message = error if isinstance(error, str) and error else "the RunPod job failed"
-        return Change("fail_job", (message,))
+        text = error if isinstance(error, str) else ""
+        return Change("fail_job", (_workers_error(text, "the RunPod job failed"),))
     if status == "TIMED_OUT":
         return Change("fail_job", ("the RunPod job timed out",))
     if status == "CANCELLED":
         return Change("cancel_job", ("cancelled on RunPod",))
-    if status in ("IN_QUEUE", "IN_PROGRESS"):
-        external_id = body.get("id")
-        if not isinstance(external_id, str) or not external_id:
-            raise BadRequest("id must be the RunPod job id")
-        return Change("mark_submitted", (external_id,))
     raise BadRequest(f"unknown callback status {status!r}")
 
 
@@ -105,7 +122,8 @@ async def callback(request: web.Request) -> web.Response:
         svc.callbacks.check(job_id, request.query.get("token", ""))
         if not JOB_ID_RE.fullmatch(job_id):
             raise NotFound("job not found")
-        change = parse(await read_json_object(request), svc.config.output_prefix)
+        prefix = output_prefix(svc.config.output_prefix, job_id)
+        change = parse(await read_json_object(request), prefix)
         job = await _apply(svc, job_id, change)
         outcome = "ok"
     except Unauthorized:

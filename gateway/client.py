@@ -110,6 +110,7 @@ class JobStateClient:
         statuses: list[int] | None = None,
         updated_before: Timestamp | None = None,
         output_key: str = "",
+        idempotency_key: str = "",
     ) -> pb.ListJobsResponse:
         request = pb.ListJobsRequest(
             user_id=user_id,
@@ -118,8 +119,15 @@ class JobStateClient:
             statuses=statuses or [],
             updated_before=updated_before,
             output_key=output_key,
+            idempotency_key=idempotency_key,
         )
         return await self._rpc("ListJobs", request)
+
+    async def job_for_key(self, user_id: str, idempotency_key: str) -> pb.Job | None:
+        """The job `user_id` created with `idempotency_key` within the service's 24 h window
+        (the one CreateJob would return for it), or None."""
+        page = await self.list_jobs(user_id, 1, idempotency_key=idempotency_key)
+        return page.jobs[0] if page.jobs else None
 
     async def mark_submitted(self, job_id: str, external_id: str) -> pb.Job:
         request = pb.MarkSubmittedRequest(job_id=job_id, external_id=external_id)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from gateway.limits import SocketSlots, StartLimits
     from gateway.metrics import Metrics
     from gateway.storage import Storage
+    from gateway.submission import Submitter
     from gateway.watch import WatchHub
     from gateway.worker import Worker
 
@@ -30,6 +31,7 @@ class Services:
     storage: Storage
     worker: Worker
     starts: StartLimits
+    submitter: Submitter
     slots: SocketSlots
     public_url: str = ""
     origins: frozenset[str] = frozenset()

@@ -3,21 +3,19 @@
 Every route needs `Authorization: Bearer <jwt>` (401). Someone else's job is answered exactly
 like a job that does not exist (404). gRPC failures are translated by the app's middleware.
 A start beyond the user's abuse limits is 429 with `Retry-After` before anything is created
-(`limits.StartLimits`).
+(`limits.StartLimits`); handing the job to the worker is `submission.Submitter`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
 from typing import Any
 
 import grpc
 from aiohttp import web
 
 from gateway.context import Services, services
-from gateway.errors import BadGateway, BadRequest, NotFound
+from gateway.errors import BadRequest, NotFound
 from gateway.translate import STATUS_NAMES, STATUS_VALUES, job_json, loads
 from gateway.worker import WorkerError
 from jobstate.domain import JOB_ID_RE, MAX_IDEMPOTENCY_KEY
@@ -26,10 +24,6 @@ from jobstate.v1 import jobstate_pb2 as pb
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
-# NOTE: serialises submissions of one job within this process, so two concurrent starts with
-# the same Idempotency-Key make one GPU run. Gateways behind one URL can still race (rare:
-# same user, same key, same instant); the service's idempotency makes them share the job.
-_submit_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 async def owned_job(svc: Services, job_id: str, user_id: str) -> pb.Job:
@@ -68,34 +62,8 @@ async def start_export(request: web.Request) -> web.Response:
     job = await svc.starts.create(
         user_id, key, lambda: svc.client.create_job(user_id, "overlay", params, key)
     )
-    lock = _submit_locks.setdefault(job.job_id, asyncio.Lock())
-    contended = lock.locked()
-    async with lock:
-        if contended or job.version > 1 or job.status != pb.JOB_STATUS_PENDING:
-            job = await svc.client.get_job(job.job_id)
-        if job.status == pb.JOB_STATUS_PENDING and not job.external_id:
-            job = await _submit(svc, job, params)
+    job = await svc.submitter.ensure_submitted(job, params, svc.callback_url(job.job_id))
     return web.json_response({"job_id": job.job_id, "status": STATUS_NAMES[job.status]})
-
-
-async def _submit(svc: Services, job: pb.Job, params: dict[str, Any]) -> pb.Job:
-    try:
-        external_id = await svc.worker.submit(job.job_id, svc.callback_url(job.job_id), params)
-    except WorkerError as exc:
-        log.warning("submission of %s failed: %s", job.job_id, exc)
-        try:
-            await svc.client.fail_job(job.job_id, f"submission to the GPU worker failed: {exc}")
-        except grpc.aio.AioRpcError as rpc_exc:
-            log.error("could not mark %s as failed: %s", job.job_id, rpc_exc.code().name)
-        message = f"the GPU worker could not take the job: {exc}"
-        raise BadGateway(message, job_id=job.job_id) from None
-    try:
-        return await svc.client.mark_submitted(job.job_id, external_id)
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-            raise
-        # A fast worker finished (or the job was cancelled) before we recorded the submission.
-        return await svc.client.get_job(job.job_id)
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -128,8 +96,11 @@ async def cancel_job(request: web.Request) -> web.Response:
     svc = services(request)
     user_id = svc.users.user_of(request)
     job = await owned_job(svc, request.match_info["job_id"], user_id)
+    already = job.status == pb.JOB_STATUS_CANCELLED
     job = await svc.client.cancel_job(job.job_id, "cancelled by the user")
-    if job.external_id:
+    # Only the cancel that changed the job calls RunPod, so repeats cannot spend the shared
+    # key. Two cancels in the same instant may both call it; RunPod's cancel is idempotent.
+    if job.external_id and not already:
         try:
             await svc.worker.cancel(job.external_id)
         except WorkerError as exc:  # the job is cancelled here either way; its callbacks get 409

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 from gateway.client import JobStateClient
@@ -28,8 +28,6 @@ UNFINISHED = [pb.JOB_STATUS_PENDING, pb.JOB_STATUS_PROCESSING]
 # Jobs take minutes; asking again sooner than this is pointless.
 UNFINISHED_RETRY_AFTER = 30
 MAX_PAGE = 500  # the service's largest ListJobs page
-IDEMPOTENCY_WINDOW = 24 * 3600.0  # the service's (DESIGN.md)
-MAX_REMEMBERED_KEYS = 10_000
 
 
 class StartLimits:
@@ -46,23 +44,20 @@ class StartLimits:
         self._client = client
         self._max_unfinished = max_unfinished
         self._rate = RateLimiter(max_per_minute, 60.0, clock)
-        self._clock = clock
-        # (user, Idempotency-Key) of starts admitted here -> when; a repeat skips the limits.
-        self._keys: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def create(
         self, user_id: str, key: str, create: Callable[[], Awaitable[pb.Job]]
     ) -> pb.Job:
-        """Run `create` (CreateJob) if `user_id` may start a job; else TooManyRequests and
-        nothing is created. A repeat of an Idempotency-Key this gateway admitted within 24 h
-        is not a new start and passes unchecked (a repeat arriving at another gateway counts).
-        A user's starts are admitted one at a time here, so concurrent starts cannot all pass
-        the unfinished-jobs check together."""
+        """The job an Idempotency-Key `key` already made (the service's word, so it holds on
+        every gateway), unchecked and without calling `create`; else run `create` (CreateJob)
+        if `user_id` may start a job, or raise TooManyRequests and create nothing. So a start
+        that creates a job always passes the limits. A user's starts are admitted one at a
+        time here, so concurrent starts cannot all pass the unfinished-jobs check together."""
         lock = self._locks.setdefault(user_id, asyncio.Lock())
         async with lock:
-            if key and self._seen(user_id, key):
-                return await create()
+            if key and (earlier := await self._client.job_for_key(user_id, key)) is not None:
+                return earlier
             wait = self._rate.acquire(user_id)
             if wait:
                 limit = self._rate.limit
@@ -76,9 +71,8 @@ class StartLimits:
                 self._rate.refund(user_id)  # nothing was started
                 raise
             if job.version > 1 or job.status != pb.JOB_STATUS_PENDING:
-                self._rate.refund(user_id)  # the service returned an earlier job: a repeat
-            if key:
-                self._remember(user_id, key)
+                # The service returned a job another gateway made with this key meanwhile.
+                self._rate.refund(user_id)
             return job
 
     async def _check_unfinished(self, user_id: str) -> None:
@@ -97,16 +91,6 @@ class StartLimits:
                 )
             if not token:
                 return
-
-    def _seen(self, user_id: str, key: str) -> bool:
-        when = self._keys.get((user_id, key))
-        return when is not None and self._clock() - when < IDEMPOTENCY_WINDOW
-
-    def _remember(self, user_id: str, key: str) -> None:
-        self._keys[(user_id, key)] = self._clock()
-        self._keys.move_to_end((user_id, key))
-        while len(self._keys) > MAX_REMEMBERED_KEYS:
-            self._keys.popitem(last=False)
 
 
 class SocketSlots:

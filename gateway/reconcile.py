@@ -5,9 +5,10 @@ jobs that are `pending` or `processing` and unchanged for `JOBSTATE_STALE_AFTER`
 for each one decides:
 
 - pending and never submitted (no external_id): FailJob, "never handed to a GPU worker";
-- RunPod COMPLETED with `output.output_key`: CompleteJob (the key must start with
-  R2_OUTPUT_PREFIX, else FailJob); FAILED / TIMED_OUT: FailJob with RunPod's reason;
-  CANCELLED: CancelJob; IN_QUEUE / IN_PROGRESS: left alone, looked at again next round;
+- RunPod COMPLETED with `output.output_key`: CompleteJob (the key must be inside the job's
+  own output_prefix, `{R2_OUTPUT_PREFIX}{job_id}/`, else FailJob); FAILED / TIMED_OUT:
+  FailJob (RunPod's text is logged, not shown); CANCELLED: CancelJob; IN_QUEUE /
+  IN_PROGRESS: left alone, looked at again next round;
 - RunPod answers 404 (it does not know the job): FailJob, "the GPU worker stopped reporting";
 - unfinished on RunPod past `JOBSTATE_HARD_DEADLINE` (from creation): FailJob, then RunPod is
   asked to cancel it (best effort);
@@ -31,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import signal
 import sys
 from collections import Counter
@@ -47,9 +47,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gateway.client import JobStateClient
 from gateway.config import RUNPOD_API_BASE
 from gateway.metrics import Metrics
+from gateway.outputs import key_problem, output_prefix
 from gateway.worker import WorkerError
 from jobstate import logs
-from jobstate.domain import MAX_ERROR, MAX_OUTPUT_KEY
 from jobstate.v1 import jobstate_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,6 @@ NEVER_SUBMITTED = (
     "the job was never handed to a GPU worker (the gateway stopped before submitting it)"
 )
 STOPPED_REPORTING = "the GPU worker stopped reporting: RunPod no longer knows this job"
-# RunPodClient reports HTTP errors as WorkerError("RunPod status answered <code>: ...").
-_NOT_FOUND = re.compile(r"\banswered 404\b")
 _UNSETTLED = frozenset({pb.JOB_STATUS_PENDING, pb.JOB_STATUS_PROCESSING})
 
 
@@ -253,7 +251,7 @@ class Reconciler:
         try:
             state = await self.runpod.status(job.external_id)
         except WorkerError as exc:
-            if _NOT_FOUND.search(str(exc)):
+            if exc.status == 404:
                 return STOPPED_VERDICT
             log.warning("reconcile %s: cannot ask RunPod: %s", job.job_id, exc)
             return self._overdue() if overdue else LEAVE
@@ -277,19 +275,17 @@ class Reconciler:
             key = output.get("output_key") if isinstance(output, dict) else None
             if not isinstance(key, str) or not key:
                 return Verdict("fail", "RunPod reports the job completed without an output_key")
-            if not key.startswith(self.output_prefix):
+            problem = key_problem(key, output_prefix(self.output_prefix, job.job_id))
+            if problem:
                 return Verdict(
-                    "fail",
-                    f"RunPod reports an output outside {self.output_prefix!r}; it was not accepted",
+                    "fail", f"RunPod reports an output key that {problem}; it was not accepted"
                 )
-            if len(key) > MAX_OUTPUT_KEY or "\x00" in key:
-                return Verdict("fail", "RunPod reports an output key that cannot be stored")
             return Verdict("complete", key, outcome="completed")
         if status == "FAILED":
-            # RunPod's text goes into the job as it is, minus what the service would refuse.
-            error = state.get("error")
-            reason = error.replace("\x00", "") if isinstance(error, str) else ""
-            return Verdict("fail", reason[:MAX_ERROR] or "the RunPod job failed")
+            # NOTE: text from RunPod's API goes to the log, never to users (it may echo
+            # anything); the worker's own message reaches them through its FAILED webhook.
+            log.info("reconcile %s: RunPod reports FAILED: %.500r", job.job_id, state.get("error"))
+            return Verdict("fail", "the RunPod job failed")
         if status == "TIMED_OUT":
             return Verdict("fail", "the RunPod job timed out")
         if status == "CANCELLED":

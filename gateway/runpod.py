@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 
 from gateway.metrics import Metrics
-from gateway.worker import WorkerError
+from gateway.worker import Submission, WorkerError, is_external_id
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,10 @@ class RunPodClient:
     async def _request(
         self, operation: str, method: str, path: str, body: Any = None, *, idempotent: bool
     ) -> dict[str, Any]:
+        """RunPod's JSON answer. WorkerError otherwise, whose message is ours alone: what
+        RunPod (or the network) said is logged here, never passed on to users."""
         url = self._base + path
+        not_retried = "" if idempotent else " (not retried: /run is not idempotent)"
         for attempt in range(ATTEMPTS):
             last = attempt == ATTEMPTS - 1
             try:
@@ -55,11 +57,13 @@ class RunPodClient:
                         await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
                         continue
                     if response.status >= 400:
-                        text = (await response.text())[:200]
+                        text = (await response.text())[:500]
                         self._metrics.runpod_requests.labels(operation, "refused").inc()
+                        log.warning("RunPod %s answered %d: %s", operation, response.status, text)
                         raise WorkerError(
-                            f"RunPod {operation} answered {response.status}: {text}"
-                            + ("" if idempotent else " (not retried: /run is not idempotent)")
+                            f"RunPod answered {response.status}"
+                            + (not_retried if response.status >= 500 else ""),
+                            status=response.status,
                         )
                     try:
                         data = await response.json(content_type=None)
@@ -73,38 +77,47 @@ class RunPodClient:
                 # Nothing was sent: safe to retry even /run.
                 self._metrics.runpod_requests.labels(operation, "unreachable").inc()
                 if last:
-                    raise WorkerError(f"RunPod is unreachable: {exc.os_error}") from None
+                    log.warning("RunPod %s: cannot connect: %s", operation, exc.os_error)
+                    raise WorkerError("RunPod is unreachable") from None
                 await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
             except TimeoutError:
                 self._metrics.runpod_requests.labels(operation, "timeout").inc()
                 if not idempotent or last:
                     raise WorkerError(
-                        f"RunPod {operation} timed out after the request was sent"
-                        + ("" if idempotent else " (not retried: /run is not idempotent)")
+                        f"RunPod {operation} timed out after the request was sent{not_retried}"
                     ) from None
             except aiohttp.ClientError as exc:
                 self._metrics.runpod_requests.labels(operation, "failed").inc()
                 if not idempotent or last:
-                    raise WorkerError(f"RunPod {operation} failed: {exc}") from None
+                    log.warning("RunPod %s failed: %r", operation, exc)
+                    raise WorkerError(f"RunPod {operation} failed{not_retried}") from None
         raise WorkerError(f"RunPod {operation} failed after {ATTEMPTS} attempts")
 
-    async def submit(self, job_id: str, callback_url: str, params: dict[str, Any]) -> str:
+    async def submit(self, submission: Submission) -> str:
         body = {
-            "input": {"job_id": job_id, "callback_url": callback_url, "params": params},
-            "webhook": callback_url,
+            "input": {
+                "job_id": submission.job_id,
+                "callback_url": submission.callback_url,
+                "output_prefix": submission.output_prefix,
+                "params": submission.params,
+            },
+            "webhook": submission.callback_url,
         }
         data = await self._request("run", "POST", "/run", body, idempotent=False)
         external_id = data.get("id")
-        if not isinstance(external_id, str) or not external_id:
-            raise WorkerError("RunPod /run answered without a job id")
+        if not is_external_id(external_id):
+            log.error("RunPod /run answered an id that is not a RunPod job id: %.200r", external_id)
+            raise WorkerError("RunPod /run answered without a usable job id")
         return external_id
 
     async def cancel(self, external_id: str) -> None:
-        await self._request(
-            "cancel", "POST", f"/cancel/{quote(external_id, safe='')}", idempotent=True
-        )
+        await self._request("cancel", "POST", _path("cancel", external_id), idempotent=True)
 
     async def status(self, external_id: str) -> dict[str, Any]:
-        return await self._request(
-            "status", "GET", f"/status/{quote(external_id, safe='')}", idempotent=True
-        )
+        return await self._request("status", "GET", _path("status", external_id), idempotent=True)
+
+
+def _path(operation: str, external_id: str) -> str:
+    if not is_external_id(external_id):  # recorded before ids were checked: never a URL
+        raise WorkerError(f"{external_id[:200]!r} is not a RunPod job id; {operation} not sent")
+    return f"/{operation}/{external_id}"

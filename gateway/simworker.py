@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from gateway.storage import Storage
-from gateway.worker import WorkerError
+from gateway.worker import Submission, WorkerError
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +27,19 @@ MAX_REMEMBERED = 10_000
 class SimulatedWorker:
     """A Worker that renders nothing, slowly and faithfully."""
 
-    def __init__(self, storage: Storage, output_prefix: str, step_seconds: float) -> None:
+    def __init__(self, storage: Storage, step_seconds: float) -> None:
         self._storage = storage
-        self._prefix = output_prefix
         self._step = step_seconds
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._states: dict[str, str] = {}
         self._session: aiohttp.ClientSession | None = None
 
-    async def submit(self, job_id: str, callback_url: str, params: dict[str, Any]) -> str:
+    async def submit(self, submission: Submission) -> str:
         external_id = f"sim-{uuid.uuid4().hex}"
         while len(self._states) >= MAX_REMEMBERED:  # forget the oldest finished runs
             del self._states[next(iter(self._states))]
         self._states[external_id] = "IN_QUEUE"
-        task = asyncio.get_running_loop().create_task(self._run(external_id, job_id, callback_url))
+        task = asyncio.get_running_loop().create_task(self._run(external_id, submission))
         self._runs[external_id] = task
         task.add_done_callback(lambda _: self._runs.pop(external_id, None))
         return external_id
@@ -80,7 +79,8 @@ class SimulatedWorker:
             await asyncio.sleep(0.2 * (attempt + 1))
         return False
 
-    async def _run(self, external_id: str, job_id: str, callback_url: str) -> None:
+    async def _run(self, external_id: str, submission: Submission) -> None:
+        job_id, callback_url = submission.job_id, submission.callback_url
         self._states[external_id] = "IN_PROGRESS"
         for step in range(1, STEPS):
             await asyncio.sleep(self._step)
@@ -93,7 +93,7 @@ class SimulatedWorker:
                 self._states[external_id] = "FAILED"
                 return
         await asyncio.sleep(self._step)
-        key = f"{self._prefix}{job_id}.mp4"
+        key = f"{submission.output_prefix}{job_id}.mp4"  # where a RunPod worker must write
         if self._storage.configured:
             try:
                 await self._storage.put(key, f"simulated export {job_id}\n".encode(), "video/mp4")

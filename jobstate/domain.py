@@ -237,10 +237,17 @@ def apply(job: Job, change: Change, now: datetime) -> JobEvent | None:
     validate_change(change)
     match change:
         case Submit(external_id):
-            if job.status is Status.PROCESSING and job.external_id == external_id:
-                return None
             if job.status.terminal:
                 raise _finished(job, "mark it submitted")
+            if job.external_id == external_id:
+                return None
+            if job.external_id:
+                # Replacing it would point the owner's cancel and the reconciler at another
+                # worker job; the recorded id is not named, the caller may be the one forging.
+                raise FailedPrecondition(
+                    f"job {job.job_id} is {job.status} with another external_id recorded; "
+                    "it is never replaced"
+                )
             return _next(
                 job, EventType.SUBMITTED, now, status=Status.PROCESSING, external_id=external_id
             )

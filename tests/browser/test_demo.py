@@ -162,7 +162,7 @@ async def test_reconnects_after_a_gateway_restart_without_going_backwards(
     body = {"status": "progress", "progress": 80, "message": "Encoding"}
     assert await system.callback(run["callback_url"], body) == 200
     await expect(page.locator("#progress-text")).to_have_text("80%")
-    done = {"status": "complete", "output_key": f"exports/{job_id}.mp4"}
+    done = {"status": "complete", "output_key": f"exports/{job_id}/{job_id}.mp4"}
     assert await system.callback(run["callback_url"], done) == 200
     await expect_complete(page)
 
@@ -194,7 +194,7 @@ async def test_two_tabs_on_one_job_both_finish(context, runpod_system, fake_runp
     assert await system.callback(run["callback_url"], body) == 200
     for tab in (first, second):
         await expect(tab.locator("#progress-text")).to_have_text("60%")
-    done = {"status": "complete", "output_key": f"exports/{job_id}.mp4"}
+    done = {"status": "complete", "output_key": f"exports/{job_id}/{job_id}.mp4"}
     assert await system.callback(run["callback_url"], done) == 200
     for tab in (first, second):
         await expect_complete(tab)

@@ -101,12 +101,17 @@ def s3() -> Iterator[S3]:
 
 @dataclass
 class FakeRunPod:
-    """Records every request; `run_status` makes /run answer an error instead."""
+    """Records every request; `run_status` makes /run answer an error instead, `run_id`
+    makes it answer that id instead of a fresh one, and `before_run` is awaited before /run
+    answers (to hold it open, or to break something while it is in flight)."""
 
     url: str = ""
     requests: list[tuple[str, str, dict[str, Any] | None, str]] = field(default_factory=list)
     run_status: int = 200
+    run_id: Any = None
     cancel_status: int = 200
+    error_text: str = "boom"  # what /run and /cancel say when they refuse
+    before_run: Callable[[], Awaitable[None]] | None = None
     submitted: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
     def paths(self) -> list[tuple[str, str]]:
@@ -117,15 +122,17 @@ class FakeRunPod:
         auth = request.headers.get("Authorization", "")
         self.requests.append((request.method, request.path, body, auth))
         if request.path == "/run":
+            if self.before_run is not None:
+                await self.before_run()
             if self.run_status != 200:
-                return web.json_response({"error": "boom"}, status=self.run_status)
-            external_id = f"rp-{len(self.requests)}"
+                return web.json_response({"error": self.error_text}, status=self.run_status)
+            external_id = f"rp-{len(self.requests)}" if self.run_id is None else self.run_id
             assert body is not None
             await self.submitted.put({**body["input"], "id": external_id})
             return web.json_response({"id": external_id, "status": "IN_QUEUE"})
         if request.path.startswith("/cancel/"):
             if self.cancel_status != 200:
-                return web.json_response({"error": "boom"}, status=self.cancel_status)
+                return web.json_response({"error": self.error_text}, status=self.cancel_status)
             return web.json_response({"id": request.path.split("/")[-1], "status": "CANCELLED"})
         return web.json_response({"id": request.path.split("/")[-1], "status": "IN_PROGRESS"})
 

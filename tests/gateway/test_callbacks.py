@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from urllib.parse import quote
+
 import pytest
-from gwstack import Stack
+from gwstack import BUCKET, Stack
 
 
 @pytest.mark.parametrize(
@@ -26,6 +29,13 @@ from gwstack import Stack
         ({"status": "complete"}, 400),
         ({"status": "COMPLETED", "output": {"output_key": "../etc/passwd"}}, 400),
         ({"status": "IN_PROGRESS"}, 400),
+        # RunPod ids are plain: nothing that could reach another RunPod path.
+        ({"status": "IN_PROGRESS", "id": ".."}, 400),
+        ({"status": "IN_QUEUE", "id": "a/b"}, 400),
+        ({"status": "IN_PROGRESS", "id": "rp 1"}, 400),
+        ({"status": "IN_PROGRESS", "id": "x" * 129}, 400),
+        ({"status": "IN_PROGRESS", "id": 7}, 400),
+        ({"status": "COMPLETED", "id": "../x", "output": {}}, 400),
         ([1, 2], 400),
         (b'"progress"', 400),
         (b"\xff\xfe", 400),
@@ -62,18 +72,19 @@ async def test_unknown_job_with_valid_token_is_404(stack: Stack) -> None:
 
 async def test_seed_format_repeats_and_409_after_finish(stack: Stack) -> None:
     job_id = await stack.start_job()
+    key, other = f"exports/{job_id}/j.mp4", f"exports/{job_id}/other.mp4"
     log = []
     for body in (
         {"status": "progress", "progress": 40, "message": "a"},
         {"status": "progress", "progress": 40, "message": "a"},  # repeat: no new version
         {"status": "progress", "progress": 10},  # lower: accepted and ignored
-        {"status": "complete", "output_key": "exports/j.mp4"},
-        {"status": "complete", "output_key": "exports/j.mp4"},  # repeat
-        {"status": "COMPLETED", "id": "rp-1", "output": {"output_key": "exports/j.mp4"}},
+        {"status": "complete", "output_key": key},
+        {"status": "complete", "output_key": key},  # repeat
+        {"status": "COMPLETED", "id": "rp-1", "output": {"output_key": key}},
         {"status": "COMPLETED", "id": "rp-1", "output": {}},  # webhook without output: repeat
         {"status": "progress", "progress": 90},  # lower than 100: accepted and ignored
         {"status": "error", "error": "late"},
-        {"status": "complete", "output_key": "exports/other.mp4"},
+        {"status": "complete", "output_key": other},
         {"status": "CANCELLED", "id": "rp-1"},
     ):
         got, answer = await stack.callback(job_id, body)
@@ -115,7 +126,7 @@ async def test_seed_format_repeats_and_409_after_finish(stack: Stack) -> None:
             ("cancelled", "cancelled on RunPod"),
         ),
         (
-            [{"status": "COMPLETED", "id": "x", "output": {"output_key": "exports/k"}}],
+            [{"status": "COMPLETED", "id": "x", "output": {"output_key": "exports/{job}/k"}}],
             ("complete", ""),
         ),
     ],
@@ -123,11 +134,29 @@ async def test_seed_format_repeats_and_409_after_finish(stack: Stack) -> None:
 async def test_runpod_webhook_formats(stack: Stack, bodies: list, final: tuple) -> None:
     job_id = await stack.start_job()
     for body in bodies:
+        body = json.loads(json.dumps(body).replace("{job}", job_id))
         got, _ = await stack.callback(job_id, body)
         assert got == 200
     _, job = await stack.get(f"/api/jobs/{job_id}")
     assert (job["status"], job["error"]) == final
     assert job["version"] == 3  # created, submitted, finished: repeats made no version
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "error", "error": "ffmpeg\x00 " + "e" * 5000},
+        {"status": "FAILED", "id": "rp-x", "error": "ffmpeg\x00 " + "e" * 5000},
+    ],
+    ids=["seed", "runpod"],
+)
+async def test_the_workers_error_is_kept_bounded(stack: Stack, body: dict) -> None:
+    """The worker's own message reaches the user, cut to what a job holds (4,096)."""
+    job_id = await stack.start_job()
+    got, answer = await stack.callback(job_id, body)
+    assert (got, answer["status"]) == (200, "error")
+    _, job = await stack.get(f"/api/jobs/{job_id}")
+    assert job["error"] == ("ffmpeg " + "e" * 5000)[:4096]
 
 
 async def test_in_progress_webhook_only_touches_status(stack: Stack) -> None:
@@ -138,6 +167,80 @@ async def test_in_progress_webhook_only_touches_status(stack: Stack) -> None:
     assert (got, answer["status"], answer["version"]) == (200, "processing", 2)
     got, answer = await stack.callback(job_id, {"status": "IN_QUEUE", "id": submission["id"]})
     assert (got, answer["version"]) == (200, 2)
+
+
+def outside_the_jobs_prefix(job_id: str, other: str) -> list[str]:
+    """Output keys a callback of `job_id` must refuse: `exports/{job_id}/` and nothing else."""
+    mine = f"exports/{job_id}/"
+    return [
+        f"exports/{other}/out.mp4",  # another job's output
+        f"exports/{other}.mp4",
+        f"exports/{job_id}.mp4",  # beside the prefix, not in it
+        f"exports/{job_id}x/out.mp4",
+        "elsewhere/out.mp4",
+        mine,  # the prefix itself names no file
+        f"{mine}../{other}/out.mp4",  # traversal
+        f"{mine}..",
+        f"{mine}./out.mp4",
+        f"{mine}a//b.mp4",
+        f"{mine}a\\..\\b.mp4",
+        f"{mine}a\nb.mp4",
+        mine + "k" * 1024,
+    ]
+
+
+@pytest.mark.parametrize("runpod_format", [False, True], ids=["seed", "runpod"])
+async def test_an_output_key_must_be_inside_the_jobs_own_prefix(
+    stack: Stack, runpod_format: bool
+) -> None:
+    job_id, other = await stack.start_job(), await stack.start_job()
+    before = await stack.get(f"/api/jobs/{job_id}")
+    log = []
+    for key in outside_the_jobs_prefix(job_id, other):
+        if runpod_format:
+            body = {"status": "COMPLETED", "id": "rp-x", "output": {"output_key": key}}
+        else:
+            body = {"status": "complete", "output_key": key}
+        got, answer = await stack.callback(job_id, body)
+        log.append((key, got, "output_key" in answer.get("error", "")))
+    assert log == [(key, 400, True) for key in outside_the_jobs_prefix(job_id, other)]
+    assert await stack.get(f"/api/jobs/{job_id}") == before
+    got, answer = await stack.callback(
+        job_id, {"status": "complete", "output_key": f"exports/{job_id}/clips/out.mp4"}
+    )
+    assert (got, answer["status"]) == (200, "complete")
+
+
+async def test_one_job_cannot_claim_another_jobs_output(stack: Stack) -> None:
+    """The attack: complete my job with the victim's key, then download it as my own."""
+    victim = await stack.start_job("victim")
+    key = f"exports/{victim}/out.mp4"
+    stack.s3.client().put_object(Bucket=BUCKET, Key=key, Body=b"the victim's video")
+    assert (await stack.callback(victim, {"status": "complete", "output_key": key}))[0] == 200
+    mine = await stack.start_job("attacker")
+
+    got, _ = await stack.callback(mine, {"status": "complete", "output_key": key})
+    webhook = {"status": "COMPLETED", "id": "rp-x", "output": {"output_key": key}}
+    got_webhook, _ = await stack.callback(mine, webhook)
+    download = await stack.get(f"/api/storage/presigned-url?key={quote(key, safe='')}", "attacker")
+
+    assert (got, got_webhook, download[0]) == (400, 400, 404)
+    _, job = await stack.get(f"/api/jobs/{mine}", "attacker")
+    assert (job["status"], job["output_key"]) == ("processing", "")
+
+
+async def test_a_callback_cannot_replace_the_recorded_runpod_id(stack: Stack) -> None:
+    """Else whoever holds the callback URL points the owner's cancel at another RunPod job."""
+    job_id = await stack.start_job()
+    submission = await stack.runpod.next_submission()
+    before = await stack.get(f"/api/jobs/{job_id}")
+    got, answer = await stack.callback(job_id, {"status": "IN_PROGRESS", "id": "someone-elses"})
+    assert (got, "external_id" in answer["error"]) == (409, True), answer
+    assert await stack.get(f"/api/jobs/{job_id}") == before
+    status, _ = await stack.post(f"/api/jobs/{job_id}/cancel")
+    assert status == 200
+    cancels = [path for _, path in stack.runpod.paths() if path.startswith("/cancel/")]
+    assert cancels == [f"/cancel/{submission['id']}"]
 
 
 async def test_callback_metrics_count_outcomes(stack: Stack) -> None:

@@ -27,6 +27,7 @@ async def test_seed_lifecycle_three_sockets_and_download(stack: Stack) -> None:
     assert submission["job_id"] == job_id
     assert submission["params"] == {"clip": "c1", "overlay": {"text": "hi"}}
     assert submission["callback_url"].startswith(f"{stack.url}/api/jobs/{job_id}/do?token=")
+    assert submission["output_prefix"] == f"exports/{job_id}/"  # the only place it may write
     method, path, body, auth = stack.runpod.requests[0]
     assert (method, path, auth) == ("POST", "/run", "Bearer rp-key")
     assert body is not None and body["webhook"] == submission["callback_url"]
@@ -39,7 +40,7 @@ async def test_seed_lifecycle_three_sockets_and_download(stack: Stack) -> None:
         assert shape([await ws.next()]) == [("status", 2, "processing")]
 
     callback_url = submission["callback_url"]
-    key = f"exports/u1/{job_id}.mp4"
+    key = f"{submission['output_prefix']}{job_id}.mp4"
     stack.s3.client().put_object(Bucket=BUCKET, Key=key, Body=b"rendered video")
     async with aiohttp.ClientSession() as worker:  # RunPod posts to the URL it was given
         for body in (
@@ -50,7 +51,7 @@ async def test_seed_lifecycle_three_sockets_and_download(stack: Stack) -> None:
             async with worker.post(callback_url, json=body) as response:
                 assert response.status == 200, await response.text()
 
-    output_url = "/api/storage/presigned-url?key=exports%2Fu1%2F" + job_id + ".mp4"
+    output_url = f"/api/storage/presigned-url?key=exports%2F{job_id}%2F{job_id}.mp4"
     expected = [
         ("progress", 3, 25.0, "Processing..."),
         ("progress", 4, 50.0, "Encoding"),

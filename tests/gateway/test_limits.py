@@ -3,6 +3,10 @@ created, nothing submitted), close 4429 for sockets beyond a cap, and the variab
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,6 +57,52 @@ async def test_idempotent_repeats_are_not_new_starts(make_stack) -> None:
     assert (await job_count(stack), runs(stack)) == (1, 1)
 
 
+async def test_a_replay_creates_nothing(stack: Stack) -> None:
+    """A replay is answered from the job the key made (ListJobs), without calling CreateJob."""
+    first = await start(stack, key="k1")
+    replays = [await start(stack, key="k1") for _ in range(3)]
+    assert [(r[0], r[1]["job_id"]) for r in replays] == [(200, first[1]["job_id"])] * 3
+    async with stack.http.get(f"{stack.url}/metrics") as response:
+        text = await response.text()
+    assert 'gateway_grpc_call_seconds_count{code="OK",method="CreateJob"} 1.0' in text
+
+
+async def test_a_replay_landing_on_another_gateway_is_not_a_new_start(make_stack) -> None:
+    first_gateway = await make_stack(max_starts_per_minute=1)
+    other_gateway = await make_stack(max_starts_per_minute=1)
+    first = await start(first_gateway, key="k1")
+    assert (await start(other_gateway))[0] == 200  # the other gateway's one start a minute
+    replay = await start(other_gateway, key="k1")
+    assert replay[:2] == (200, {"job_id": first[1]["job_id"], "status": "processing"})
+    assert (await job_count(other_gateway), runs(other_gateway)) == (2, 2)
+
+
+async def test_a_key_past_its_window_is_a_new_start_and_passes_the_limits(
+    make_stack, tmp_path: Path
+) -> None:
+    """The service keeps a key for 24 h; a start with it afterwards creates a job, so it counts
+    (aged here by moving the job's creation back in the service's database)."""
+    stack = await make_stack(max_starts_per_minute=1)
+    first = await start(stack, key="k1")
+    assert first[0] == 200
+    _age(tmp_path / "jobstate.db", first[1]["job_id"], timedelta(hours=25))
+    status, body, retry_after = await start(stack, key="k1")
+    assert (status, retry_after is not None) == (429, True), body
+    assert (await job_count(stack), runs(stack)) == (1, 1)
+
+
+def _age(database: Path, job_id: str, by: timedelta) -> None:
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db, db:
+        (created,) = db.execute(
+            "SELECT created_at FROM jobs WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        older = datetime.fromisoformat(created) - by
+        db.execute(
+            "UPDATE jobs SET created_at = ? WHERE job_id = ?",
+            (older.strftime("%Y-%m-%d %H:%M:%S.%f"), job_id),
+        )
+
+
 async def test_unfinished_jobs_beyond_the_limit_are_429_until_one_finishes(make_stack) -> None:
     stack = await make_stack(max_unfinished_jobs_per_user=2)
     first, _ = await stack.start_job(), await stack.start_job()
@@ -61,7 +111,7 @@ async def test_unfinished_jobs_beyond_the_limit_are_429_until_one_finishes(make_
     assert retry_after is not None and int(retry_after) >= 1
     assert (await job_count(stack), runs(stack)) == (2, 2)
     assert (await start(stack, "u2"))[0] == 200  # per user
-    await stack.callback(first, {"status": "complete", "output_key": "exports/f.mp4"})
+    await stack.callback(first, {"status": "complete", "output_key": f"exports/{first}/f.mp4"})
     assert (await start(stack))[0] == 200
     assert (await job_count(stack), runs(stack)) == (3, 4)
 

@@ -104,7 +104,9 @@ async def test_kill_9_of_the_service_loses_no_message(
 
         await eventually(accepted, within=30)
         await stack.callback(job_id, {"status": "progress", "progress": 40})
-        await stack.callback(job_id, {"status": "complete", "output_key": "exports/k.mp4"})
+        await stack.callback(
+            job_id, {"status": "complete", "output_key": f"exports/{job_id}/k.mp4"}
+        )
         for ws in sockets:
             after = await ws.until(7)
             assert [(m["type"], m["version"]) for m in after] == [

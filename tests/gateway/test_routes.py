@@ -105,15 +105,37 @@ async def test_cancel_cancels_here_and_at_runpod(stack: Stack) -> None:
     assert stack.runpod.requests[-1][3] == "Bearer rp-key"
     assert (await stack.post(f"/api/jobs/{job_id}/cancel"))[0] == 200  # restating: harmless
     done = await stack.start_job()
-    await stack.callback(done, {"status": "complete", "output_key": "exports/d.mp4"})
+    await stack.callback(done, {"status": "complete", "output_key": f"exports/{done}/d.mp4"})
     status, body = await stack.post(f"/api/jobs/{done}/cancel")
     assert status == 409 and "complete" in body["error"]
 
 
+async def test_repeated_cancels_call_runpod_once(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    submission = await stack.runpod.next_submission()
+    answers = [await stack.post(f"/api/jobs/{job_id}/cancel") for _ in range(20)]
+    assert {(status, job["status"], job["version"]) for status, job in answers} == {
+        (200, "cancelled", 3)
+    }
+    cancels = [path for _, path in stack.runpod.paths() if path.startswith("/cancel/")]
+    assert cancels == [f"/cancel/{submission['id']}"]  # the shared API key is spent once
+
+
+async def test_cancelling_a_job_runpod_already_cancelled_does_not_call_runpod(
+    stack: Stack,
+) -> None:
+    job_id = await stack.start_job()
+    submission = await stack.runpod.next_submission()
+    assert (await stack.callback(job_id, {"status": "CANCELLED", "id": submission["id"]}))[0] == 200
+    status, job = await stack.post(f"/api/jobs/{job_id}/cancel")
+    assert (status, job["status"], job["error"]) == (200, "cancelled", "cancelled on RunPod")
+    assert stack.runpod.paths() == [("POST", "/run")]
+
+
 async def test_presigned_url_only_for_the_owner_of_a_complete_job(stack: Stack) -> None:
     job_id = await stack.start_job("owner")
-    key = f"exports/{job_id}.mp4"
-    path = f"/api/storage/presigned-url?key=exports%2F{job_id}.mp4"
+    key = f"exports/{job_id}/{job_id}.mp4"
+    path = f"/api/storage/presigned-url?key=exports%2F{job_id}%2F{job_id}.mp4"
     assert (await stack.get(path, "owner"))[0] == 404  # not complete yet
     stack.s3.client().put_object(Bucket=BUCKET, Key=key, Body=b"video")
     await stack.callback(job_id, {"status": "complete", "output_key": key})

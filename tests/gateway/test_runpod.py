@@ -2,28 +2,61 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from gwstack import Stack, free_port
 
+ECHO = "<img src=x onerror=alert(1)> quota of account ops@example.com exceeded"
+
 
 @pytest.mark.parametrize("answer", [500, 503, 400, 401])
-async def test_runpod_refusing_makes_the_job_error_and_502(stack: Stack, answer: int) -> None:
+async def test_runpod_refusing_makes_the_job_error_and_502(
+    stack: Stack, answer: int, caplog: pytest.LogCaptureFixture
+) -> None:
     stack.runpod.run_status = answer
+    stack.runpod.error_text = ECHO
     status, body = await stack.post("/api/export/overlay/start", json={"clip": "x"})
-    assert status == 502 and f"answered {answer}" in body["error"]
+    said = f"RunPod answered {answer}" + (
+        " (not retried: /run is not idempotent)" if answer >= 500 else ""
+    )
+    assert (status, body["error"]) == (502, f"the GPU worker could not take the job: {said}")
     assert stack.runpod.paths() == [("POST", "/run")]  # /run is never retried once sent
     _, jobs = await stack.get("/api/jobs")
     [job] = jobs["jobs"]
-    assert job["status"] == "error" and "submission to the GPU worker failed" in job["error"]
+    assert (job["status"], job["error"]) == (
+        "error",
+        f"submission to the GPU worker failed: {said}",
+    )
     assert body["job_id"] == job["job_id"]
+    # What RunPod said reaches the logs only.
+    assert any(ECHO in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("answered", ["..", "../purge-queue", "a b", "", 42, None, "x" * 129])
+async def test_an_id_from_run_that_is_not_a_runpod_id_is_never_used(
+    stack: Stack, answered: object
+) -> None:
+    stack.runpod.run_id = answered if answered is not None else {"nested": 1}
+    status, body = await stack.post("/api/export/overlay/start", json={"clip": "x"})
+    assert status == 502, body
+    _, job = await stack.get(f"/api/jobs/{body['job_id']}")
+    assert job["status"] == "error"
+    assert (await stack.post(f"/api/jobs/{body['job_id']}/cancel"))[0] == 409
+    assert stack.runpod.paths() == [("POST", "/run")]  # no URL was built from that id
 
 
 async def test_runpod_unreachable_makes_the_job_error_and_502(make_stack) -> None:
     stack = await make_stack(runpod_endpoint_url=f"http://127.0.0.1:{free_port()}")
     status, body = await stack.post("/api/export/overlay/start", json={"clip": "x"})
-    assert status == 502 and "unreachable" in body["error"]
+    assert (status, body["error"]) == (
+        502,
+        "the GPU worker could not take the job: RunPod is unreachable",
+    )
     _, jobs = await stack.get("/api/jobs")
-    assert [(j["status"], "unreachable" in j["error"]) for j in jobs["jobs"]] == [("error", True)]
+    assert [(j["status"], j["error"]) for j in jobs["jobs"]] == [
+        ("error", "submission to the GPU worker failed: RunPod is unreachable")
+    ]  # no address or OS error: those are in the log
     async with stack.http.get(f"{stack.url}/metrics") as response:
         text = await response.text()
     # Nothing was sent, so the connection was tried again, a bounded number of times.
@@ -48,8 +81,8 @@ async def test_simulated_worker_walks_the_job_to_complete_over_http(make_stack) 
         messages.append(await ws.next())
     progress = [m["progress"] for m in messages if m["type"] == "progress"]
     assert progress == sorted(progress) and progress[-1] == 90.0
-    key = f"exports/{job_id}.mp4"
-    assert messages[-1]["output_url"] == f"/api/storage/presigned-url?key=exports%2F{job_id}.mp4"
+    key = f"exports/{job_id}/{job_id}.mp4"  # inside the job's own output_prefix
+    assert messages[-1]["output_url"] == "/api/storage/presigned-url?key=" + quote(key, safe="")
     status, signed = await stack.get(messages[-1]["output_url"], "sim-user")
     assert status == 200
     async with stack.http.get(signed["url"]) as response:
@@ -77,7 +110,7 @@ async def test_development_without_r2_serves_outputs_itself(make_stack, tmp_path
         assert await response.read() == f"simulated export {job_id}\n".encode()
         disposition = response.headers["Content-Disposition"]
         assert disposition == f'attachment; filename="{job_id}.mp4"'
-    assert (tmp_path / "outputs" / "exports" / f"{job_id}.mp4").is_file()
+    assert (tmp_path / "outputs" / "exports" / job_id / f"{job_id}.mp4").is_file()
     for tampered in (
         signed["url"].replace("sig=", "sig=0"),
         signed["url"].replace("exports/", "x/"),
@@ -92,8 +125,9 @@ async def test_development_without_r2_serves_outputs_itself(make_stack, tmp_path
 async def test_production_without_r2_cannot_sign(make_stack) -> None:
     stack = await make_stack(r2_endpoint_url="")
     job_id = await stack.start_job()
-    await stack.callback(job_id, {"status": "complete", "output_key": "exports/p.mp4"})
-    status, body = await stack.get("/api/storage/presigned-url?key=exports%2Fp.mp4")
+    key = quote(f"exports/{job_id}/p.mp4", safe="")
+    await stack.callback(job_id, {"status": "complete", "output_key": f"exports/{job_id}/p.mp4"})
+    status, body = await stack.get(f"/api/storage/presigned-url?key={key}")
     assert status == 503 and "R2_ENDPOINT_URL" in body["error"]
 
 

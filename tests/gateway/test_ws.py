@@ -108,11 +108,11 @@ async def test_cancelled_message(stack: Stack) -> None:
 
 async def test_finished_job_gives_its_status_then_closes(stack: Stack) -> None:
     job_id = await stack.start_job()
-    await stack.callback(job_id, {"status": "complete", "output_key": "exports/f.mp4"})
+    await stack.callback(job_id, {"status": "complete", "output_key": f"exports/{job_id}/f.mp4"})
     ws = await stack.socket(job_id)
     message = await ws.next()
     assert (message["type"], message["status"], message["version"]) == ("status", "complete", 3)
-    assert message["output_url"] == "/api/storage/presigned-url?key=exports%2Ff.mp4"
+    assert message["output_url"] == f"/api/storage/presigned-url?key=exports%2F{job_id}%2Ff.mp4"
     assert await ws.close_code() == 1000
     caught_up = await stack.socket(job_id, after=3)
     assert await caught_up.close_code() == 1000
@@ -166,7 +166,7 @@ async def test_replay_on_a_fresh_gateway_starts_the_shared_stream_there(stack: S
     fresh = await stack.socket(job_id)
     message = await fresh.next()
     assert (message["type"], message["version"]) == ("status", 4)
-    await stack.callback(job_id, {"status": "complete", "output_key": "exports/r.mp4"})
+    await stack.callback(job_id, {"status": "complete", "output_key": f"exports/{job_id}/r.mp4"})
     for client in (ws, fresh):
         assert [(m["type"], m["version"]) for m in await client.until(5)] == [("complete", 5)]
 

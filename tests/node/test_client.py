@@ -89,11 +89,11 @@ async def test_watch_job_follows_a_job_to_the_end(
     progress = {"status": "progress", "progress": 25, "message": "Rendering 25"}
     assert await system.callback(run["callback_url"], progress) == 200
     await node.until("progress", 3, 25, "Rendering 25")
-    done = {"status": "complete", "output_key": f"exports/{job_id}.mp4"}
+    done = {"status": "complete", "output_key": f"exports/{job_id}/{job_id}.mp4"}
     assert await system.callback(run["callback_url"], done) == 200
     code = await node.exited()  # by itself: no timer or socket of the client outlives the watch
 
-    url = f"/api/storage/presigned-url?key=exports%2F{job_id}.mp4"
+    url = f"/api/storage/presigned-url?key=exports%2F{job_id}%2F{job_id}.mp4"
     assert node.log == [
         *(["mode", mode] for mode in modes),
         snapshot,

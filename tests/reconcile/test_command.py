@@ -36,7 +36,7 @@ async def test_reconcile_command_settles_quiet_jobs_then_exits_on_sigterm(
         await client.mark_submitted(job.job_id, "rp-9")
         fake_runpod.jobs["rp-9"] = (
             200,
-            {"status": "COMPLETED", "output": {"output_key": "exports/u1/x.mp4"}},
+            {"status": "COMPLETED", "output": {"output_key": f"exports/{job.job_id}/x.mp4"}},
         )
         env = reconcile_env(
             JOBSTATE_TARGET=target,
@@ -65,7 +65,7 @@ async def test_reconcile_command_settles_quiet_jobs_then_exits_on_sigterm(
                 await proc.wait()
             await client.close()
     assert proc.returncode == 0, stderr.decode()
-    assert b"exports/u1/x.mp4" in stderr  # the outcome is logged
+    assert f"exports/{job.job_id}/x.mp4".encode() in stderr  # the outcome is logged
     assert TOKEN.encode() not in stderr and b"rp-key" not in stderr
     assert ("GET", "/status/rp-9", "Bearer rp-key") in fake_runpod.requests
 

@@ -7,6 +7,7 @@ none; the hard deadline is moved the same way, so nothing here waits for time to
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import grpc
@@ -40,19 +41,43 @@ def reconciler(client: JobStateClient, runpod: Any, **kw: Any) -> Reconciler:
     return Reconciler(client, runpod, **kw)
 
 
-COMPLETED = {"status": "COMPLETED", "output": {"output_key": "exports/u1/a.mp4"}}
+COMPLETED = {"status": "COMPLETED", "output": {"output_key": "exports/{job}/a.mp4"}}
+
+
+def for_job(value: Any, job_id: str) -> Any:
+    """`value` with every "{job}" replaced by `job_id` (answers name the job's own prefix)."""
+    return json.loads(json.dumps(value).replace("{job}", job_id))
+
+
+def outside(problem: str) -> str:
+    return f"RunPod reports an output key that {problem}; it was not accepted"
+
 
 # RunPod's answer -> (status of the job afterwards, its error/output_key, summary outcome)
 CASES = [
     pytest.param(
-        (200, COMPLETED), pb.JOB_STATUS_COMPLETE, "exports/u1/a.mp4", "completed", id="completed"
+        (200, COMPLETED), pb.JOB_STATUS_COMPLETE, "exports/{job}/a.mp4", "completed", id="completed"
     ),
     pytest.param(
         (200, {"status": "COMPLETED", "output": {"output_key": "secrets/a.mp4"}}),
         pb.JOB_STATUS_ERROR,
-        "RunPod reports an output outside 'exports/'; it was not accepted",
+        outside("is not inside 'exports/{job}/'"),
         "failed",
         id="completed-outside-prefix",
+    ),
+    pytest.param(
+        (200, {"status": "COMPLETED", "output": {"output_key": "exports/another-job/a.mp4"}}),
+        pb.JOB_STATUS_ERROR,
+        outside("is not inside 'exports/{job}/'"),
+        "failed",
+        id="completed-with-another-jobs-output",
+    ),
+    pytest.param(
+        (200, {"status": "COMPLETED", "output": {"output_key": "exports/{job}/../x/a.mp4"}}),
+        pb.JOB_STATUS_ERROR,
+        outside("has an empty, '.' or '..' path segment"),
+        "failed",
+        id="completed-with-traversal",
     ),
     pytest.param(
         (200, {"status": "COMPLETED", "output": "done"}),
@@ -61,24 +86,24 @@ CASES = [
         "failed",
         id="completed-without-key",
     ),
-    pytest.param(
+    pytest.param(  # RunPod's /status text goes to the log, not to the user
         (200, {"status": "FAILED", "error": "ffmpeg exited 1"}),
         pb.JOB_STATUS_ERROR,
-        "ffmpeg exited 1",
+        "the RunPod job failed",
         "failed",
         id="failed",
     ),
     pytest.param(
-        (200, {"status": "COMPLETED", "output": {"output_key": "exports/" + "k" * 1100}}),
+        (200, {"status": "COMPLETED", "output": {"output_key": "exports/{job}/" + "k" * 1100}}),
         pb.JOB_STATUS_ERROR,
-        "RunPod reports an output key that cannot be stored",
+        outside("is longer than 1024 characters"),
         "failed",
         id="completed-key-too-long",
     ),
     pytest.param(
-        (200, {"status": "FAILED", "error": "bad\x00frame " + "e" * 5000}),
+        (200, {"status": "FAILED", "error": "bad\x00frame <script> " + "e" * 5000}),
         pb.JOB_STATUS_ERROR,
-        "badframe " + "e" * (4096 - 9),
+        "the RunPod job failed",
         "failed",
         id="failed-with-hostile-reason",
     ),
@@ -124,14 +149,14 @@ async def test_applies_what_runpod_knows(
     outcome: str,
 ) -> None:
     job = await submitted(client, "rp-1", progress=40)
-    fake_runpod.jobs["rp-1"] = answer
+    fake_runpod.jobs["rp-1"] = for_job(answer, job.job_id)
 
     summary = await reconciler(client, runpod).run_once()
 
     after = await client.get_job(job.job_id)
     assert (after.status, after.output_key or after.error, after.version) == (
         status,
-        detail,
+        for_job(detail, job.job_id),
         job.version + 1,
     )
     assert summary == {"examined": 1, outcome: 1}
@@ -149,7 +174,7 @@ async def test_running_jobs_are_left_and_looked_at_again(
     assert await rec.run_once() == {"examined": 1, "left": 1}
     assert (await client.get_job(job.job_id)).version == job.version
 
-    fake_runpod.jobs["rp-1"] = (200, COMPLETED)
+    fake_runpod.jobs["rp-1"] = (200, for_job(COMPLETED, job.job_id))
     assert await rec.run_once() == {"examined": 1, "completed": 1}
     assert (await client.get_job(job.job_id)).status == pb.JOB_STATUS_COMPLETE
 
@@ -204,7 +229,7 @@ async def test_completed_on_runpod_wins_over_the_deadline(
     client: JobStateClient, fake_runpod: FakeRunPod, runpod: RunPodClient
 ) -> None:
     job = await submitted(client, "rp-1")
-    fake_runpod.jobs["rp-1"] = (200, COMPLETED)
+    fake_runpod.jobs["rp-1"] = (200, for_job(COMPLETED, job.job_id))
 
     await reconciler(client, runpod, stale_after=0, hard_deadline=0.001).run_once()
 
@@ -269,7 +294,7 @@ async def test_several_reconcilers_at_once_are_harmless(
     jobs = [await submitted(client, f"rp-{i}", progress=10) for i in range(12)]
     for i in range(12):
         answer = [COMPLETED, {"status": "FAILED"}, {"status": "CANCELLED"}][i % 3]
-        fake_runpod.jobs[f"rp-{i}"] = (200, answer)
+        fake_runpod.jobs[f"rp-{i}"] = (200, for_job(answer, jobs[i].job_id))
     clients = [JobStateClient(f"127.0.0.1:{server.port}", metrics=Metrics()) for _ in range(4)]
     runpods = [RunPodClient(fake_runpod.url, API_KEY, 5, Metrics()) for _ in range(4)]
     try:
@@ -344,7 +369,7 @@ async def test_the_loop_survives_a_failed_round_and_stops_when_told(
     client: JobStateClient, fake_runpod: FakeRunPod, caplog: pytest.LogCaptureFixture
 ) -> None:
     job = await submitted(client, "rp-1")
-    fake_runpod.jobs["rp-1"] = (200, COMPLETED)
+    fake_runpod.jobs["rp-1"] = (200, for_job(COMPLETED, job.job_id))
 
     class BrokenOnce(RunPodClient):
         calls = 0
@@ -372,3 +397,34 @@ async def test_the_loop_survives_a_failed_round_and_stops_when_told(
         await runpod.close()
     assert BrokenOnce.calls >= 2
     assert any("reconcile round failed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("external_id", ["..", "../run", "a b", "x" * 129])
+async def test_an_external_id_that_is_not_a_runpod_id_never_reaches_runpod(
+    client: JobStateClient, fake_runpod: FakeRunPod, runpod: RunPodClient, external_id: str
+) -> None:
+    """A job recorded before ids were checked: no RunPod URL is built from its id."""
+    job = await submitted(client, external_id, progress=10)
+
+    assert await reconciler(client, runpod).run_once() == {"examined": 1, "left": 1}
+    summary = await reconciler(client, runpod, hard_deadline=0.001).run_once()
+
+    assert summary == {"examined": 1, "failed": 1}
+    assert (await client.get_job(job.job_id)).status == pb.JOB_STATUS_ERROR
+    assert fake_runpod.requests == []
+
+
+async def test_runpods_failure_text_is_logged_not_shown(
+    client: JobStateClient,
+    fake_runpod: FakeRunPod,
+    runpod: RunPodClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="gateway.reconcile")
+    job = await submitted(client, "rp-1", progress=40)
+    fake_runpod.jobs["rp-1"] = (200, {"status": "FAILED", "error": "ffmpeg exited 1"})
+
+    assert await reconciler(client, runpod).run_once() == {"examined": 1, "failed": 1}
+
+    assert (await client.get_job(job.job_id)).error == "the RunPod job failed"
+    assert any("ffmpeg exited 1" in record.getMessage() for record in caplog.records)

@@ -77,7 +77,7 @@ async def test_a_dns_target_fails_over_when_its_replica_dies(
     version = (await survivor.stub.ReportProgress(request, timeout=10)).job.version
     await sock.until_version(version)  # the gateway re-watched through the survivor
     status, body = await callback(
-        http, gateway, job_id, {"status": "complete", "output_key": f"exports/{job_id}.mp4"}
+        http, gateway, job_id, {"status": "complete", "output_key": f"exports/{job_id}/o.mp4"}
     )
     assert status == 200, body
     await sock.until_version(body["version"])

@@ -96,7 +96,7 @@ async def test_sockets_survive_each_replica_going_away_in_turn_and_miss_nothing(
             await victim.restart()
 
     status, body = await callback(
-        http, gateway, job_id, {"status": "complete", "output_key": f"exports/{job_id}.mp4"}
+        http, gateway, job_id, {"status": "complete", "output_key": f"exports/{job_id}/o.mp4"}
     )
     assert status == 200, body
     for sock in sockets:
@@ -132,7 +132,7 @@ async def test_a_callback_on_gateway_b_reaches_sockets_on_gateway_a(
         status, reply = await callback(http, gateway_b, job_id, body)
         assert status == 200, reply
         versions.append(reply["version"])
-    key = f"exports/{job_id}.mp4"
+    key = f"exports/{job_id}/{job_id}.mp4"
     status, reply = await callback(
         http, gateway_b, job_id, {"status": "complete", "output_key": key}
     )

@@ -85,7 +85,7 @@ async def test_job_started_on_gateway_1_completes_on_a_socket_of_gateway_2(
         assert [m["progress"] for m in sock.messages[1:-1]] == [10.0 * i for i in range(1, 10)]
         output_url = sock.messages[-1]["output_url"]
         key = parse_qs(urlsplit(output_url).query)["key"][0]
-        assert key == f"exports/{job_id}.mp4"
+        assert key == f"exports/{job_id}/{job_id}.mp4"
 
         for gateway in gateways:
             status, job = await browser.get(gateway, f"/api/jobs/{job_id}")

@@ -334,14 +334,26 @@ async def test_mark_submitted(stub: Stub) -> None:
     await create_job(stub, "j")
     first = (await stub.MarkSubmitted(pb.MarkSubmittedRequest(job_id="j", external_id="rp-1"))).job
     again = (await stub.MarkSubmitted(pb.MarkSubmittedRequest(job_id="j", external_id="rp-1"))).job
-    other = (await stub.MarkSubmitted(pb.MarkSubmittedRequest(job_id="j", external_id="rp-2"))).job
 
-    assert [(j.status, j.external_id, j.version) for j in (first, again, other)] == [
+    assert [(j.status, j.external_id, j.version) for j in (first, again)] == [
         (pb.JOB_STATUS_PROCESSING, "rp-1", 2),
         (pb.JOB_STATUS_PROCESSING, "rp-1", 2),
-        (pb.JOB_STATUS_PROCESSING, "rp-2", 3),
     ]
-    assert await history(stub, "j") == [("SUBMITTED", 2), ("SUBMITTED", 3)]
+    assert await history(stub, "j") == [("SUBMITTED", 2)]
+
+
+async def test_mark_submitted_never_replaces_a_recorded_external_id(stub: Stub) -> None:
+    # Whoever could replace it would steer the owner's cancel (and the reconciler) to another
+    # RunPod job.
+    await create_job(stub, "j")
+    recorded = await stub.MarkSubmitted(pb.MarkSubmittedRequest(job_id="j", external_id="rp-1"))
+    other = stub.MarkSubmitted(pb.MarkSubmittedRequest(job_id="j", external_id="rp-2"))
+    code, details = await rpc_error(other)
+
+    assert (code, "external_id" in details) == (PRECONDITION, True), details
+    assert "rp-1" not in details  # the recorded id is not told to whoever tried
+    assert await get(stub, "j") == recorded.job
+    assert await history(stub, "j") == [("SUBMITTED", 2)]
 
 
 async def test_report_progress_before_submission_moves_to_processing(stub: Stub) -> None:

@@ -77,7 +77,7 @@ TABLE: list[tuple[Status, Any, Any]] = [
     (P, Fail("boom"), (EventType.ERROR, E)),
     (P, Cancel("user"), (EventType.CANCELLED, X)),
     (R, Submit("rp-1"), NOOP),
-    (R, Submit("rp-2"), (EventType.SUBMITTED, R)),  # only records external_id
+    (R, Submit("rp-2"), DENIED),  # a recorded external_id is never replaced
     (R, Progress(50, "half"), (EventType.PROGRESS, R)),
     (R, Progress(50), (EventType.PROGRESS, R)),
     (R, Progress(40, "new message"), (EventType.PROGRESS, R)),
@@ -111,6 +111,24 @@ TABLE: list[tuple[Status, Any, Any]] = [
 ]
 
 
+def test_a_processing_job_without_an_external_id_records_one() -> None:
+    # A worker reported before its submission was recorded: the id is still recorded once.
+    reported = replace(JOBS[R], external_id="")
+    event = apply(reported, Submit("rp-9"), T1)
+    assert event is not None
+    job = event.job
+    assert (event.type, job.status, job.external_id, job.progress, job.message) == (
+        EventType.SUBMITTED,
+        R,
+        "rp-9",
+        40.0,
+        "rendering",
+    )
+    assert apply(job, Submit("rp-9"), T1) is None
+    with pytest.raises(FailedPrecondition, match="external_id"):
+        apply(job, Submit("rp-1"), T1)
+
+
 def test_table_covers_every_status_and_change_kind() -> None:
     covered = {(status, type(change)) for status, change, _ in TABLE}
     kinds = {Submit, Progress, Complete, Fail, Cancel}
@@ -142,7 +160,6 @@ def test_transition(status: Status, change: Any, expected: Any) -> None:
     ("status", "change", "fields"),
     [
         (P, Submit("rp-9"), {"external_id": "rp-9", "progress": 0.0}),
-        (R, Submit("rp-9"), {"external_id": "rp-9", "progress": 40.0, "message": "rendering"}),
         (R, Progress(55.5, "more"), {"progress": 55.5, "message": "more", "external_id": "rp-1"}),
         (R, Progress(60), {"progress": 60.0, "message": "rendering"}),  # empty keeps message
         (P, Complete("exports/z.mp4"), {"progress": 100.0, "output_key": "exports/z.mp4"}),
@@ -233,7 +250,7 @@ def _limit_cases() -> list[tuple[str, Any, int]]:
         ("error", lambda v: apply(JOBS[R], Fail(v), T1), domain.MAX_ERROR),
         ("reason", lambda v: apply(JOBS[R], Cancel(v), T1), domain.MAX_ERROR),
         ("output_key", lambda v: apply(JOBS[R], Complete(v), T1), domain.MAX_OUTPUT_KEY),
-        ("external_id", lambda v: apply(JOBS[R], Submit(v), T1), domain.MAX_EXTERNAL_ID),
+        ("external_id", lambda v: apply(JOBS[P], Submit(v), T1), domain.MAX_EXTERNAL_ID),
         ("kind", lambda v: new_job("j", "u", v, {}, T0), domain.MAX_KIND),
         ("user_id", lambda v: new_job("j", v, "k", {}, T0), domain.MAX_USER_ID),
         (
@@ -332,7 +349,12 @@ def test_random_sequences_keep_the_invariants(seq: list[Any]) -> None:
         try:
             event = apply(job, change, now)
         except FailedPrecondition:
-            assert job.status.terminal  # only a finished job refuses a change
+            # Only a finished job refuses a change, or one whose external_id would be replaced.
+            replaced = isinstance(change, Submit) and job.external_id not in (
+                "",
+                change.external_id,
+            )
+            assert job.status.terminal or replaced
             continue
         if event is None:
             continue  # a no-op: nothing changed, no version

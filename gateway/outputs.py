@@ -1,0 +1,31 @@
+"""Where a job's output may be: under its own `output_prefix`, `{R2_OUTPUT_PREFIX}{job_id}/`.
+
+The gateway hands that prefix to the worker with the job; completion callbacks and the
+reconciler accept only keys inside it, so one job can never claim another job's output (and
+with it the right to a presigned download of it). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from jobstate.domain import MAX_OUTPUT_KEY
+
+
+def output_prefix(root: str, job_id: str) -> str:
+    """The job's own prefix; `job_id` is already a plain id (`[A-Za-z0-9_-]`)."""
+    return f"{root}{job_id}/"
+
+
+def key_problem(key: str, prefix: str) -> str | None:
+    """Why `key` is not an object inside `prefix` (a phrase: "is not inside 'exports/j/'"),
+    or None when it is one."""
+    if not key.startswith(prefix):
+        return f"is not inside {prefix!r}"
+    if len(key) > MAX_OUTPUT_KEY:
+        return f"is longer than {MAX_OUTPUT_KEY} characters"
+    if any(ch < " " or ch in "\\\x7f" for ch in key):
+        return "contains a control character or a backslash"
+    # Object stores take ".." literally, but local storage, proxies and browsers resolve it:
+    # a key that only stays inside the prefix until someone normalises it is refused.
+    if any(part in ("", ".", "..") for part in key[len(prefix) :].split("/")):
+        return "has an empty, '.' or '..' path segment"
+    return None
