@@ -78,5 +78,10 @@ class CallbackAuth:
         return hmac.new(self._key, job_id.encode(), hashlib.sha256).hexdigest()
 
     def check(self, job_id: str, token: str) -> None:
-        if not token or not hmac.compare_digest(self.token(job_id), token):
+        """Raises Unauthorized unless `token` is this job's; any text at all is safe to pass."""
+        # NOTE: bytes, not str: compare_digest raises TypeError for a str with non-ASCII
+        # characters, which turned a forged token into a 500. Undecodable query bytes arrive
+        # as surrogates; "replace" keeps them a mismatch instead of an error.
+        presented = token.encode("utf-8", "replace")
+        if not token or not hmac.compare_digest(self.token(job_id).encode(), presented):
             raise Unauthorized("missing or invalid callback token")
