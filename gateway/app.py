@@ -58,7 +58,7 @@ def make_services(config: GatewayConfig) -> Services:
         config=config,
         metrics=metrics,
         client=client,
-        users=UserAuth(config.jwt_secret),
+        users=UserAuth(config.jwt_secret, audience=config.jwt_audience, issuer=config.jwt_issuer),
         callbacks=CallbackAuth(config.callback_secret),
         hub=WatchHub(client, metrics),
         storage=storage,

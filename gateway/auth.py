@@ -1,4 +1,5 @@
-"""Who is asking: user JWTs (HS256, `sub` required, `exp` honoured) and callback tokens.
+"""Who is asking: user JWTs (HS256, `sub` required, `exp` honoured, `aud`/`iss` checked only
+when JOBSTATE_JWT_AUDIENCE / JOBSTATE_JWT_ISSUER say what to expect) and callback tokens.
 
 A callback token is the hex HMAC-SHA256 of the job id under JOBSTATE_CALLBACK_SECRET; it is
 compared in constant time. Neither kind of token is ever logged.
@@ -26,8 +27,13 @@ class Unauthorized(GatewayError):
 class UserAuth:
     """Verifies and (in development) mints user tokens."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, *, audience: str = "", issuer: str = "") -> None:
+        """`audience` / `issuer`: when given, a token's `aud` must contain it / `iss` must equal
+        it (a token without the claim is refused); when empty, the claim is not required and
+        any value is accepted (most identity providers put `aud` in every token)."""
         self._key = secret.encode()
+        self._audience = audience or None
+        self._issuer = issuer or None
         # NOTE: PyJWT warns on every call with a key under 32 bytes. The contract lets the
         # operator choose the secret, so the warning is logged once at start instead.
         self._short_key = len(self._key) < _MIN_KEY_BYTES
@@ -41,7 +47,13 @@ class UserAuth:
                 if self._short_key:
                     warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
                 claims = jwt.decode(
-                    token, self._key, algorithms=["HS256"], options={"require": ["sub"]}
+                    token,
+                    self._key,
+                    algorithms=["HS256"],
+                    audience=self._audience,
+                    issuer=self._issuer,
+                    # PyJWT refuses any `aud` unless told what to expect; the contract accepts it.
+                    options={"require": ["sub"], "verify_aud": self._audience is not None},
                 )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
@@ -71,8 +83,13 @@ class UserAuth:
 class CallbackAuth:
     """Callback tokens: HMAC-SHA256(job_id) under the callback secret."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, *, audience: str = "", issuer: str = "") -> None:
+        """`audience` / `issuer`: when given, a token's `aud` must contain it / `iss` must equal
+        it (a token without the claim is refused); when empty, the claim is not required and
+        any value is accepted (most identity providers put `aud` in every token)."""
         self._key = secret.encode()
+        self._audience = audience or None
+        self._issuer = issuer or None
 
     def token(self, job_id: str) -> str:
         return hmac.new(self._key, job_id.encode(), hashlib.sha256).hexdigest()

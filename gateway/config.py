@@ -92,6 +92,9 @@ class GatewayConfig:
 
     jwt_secret: str = field(repr=False)
     callback_secret: str = field(repr=False)
+    # Empty: a token's `aud` / `iss` is not required, and any value is accepted.
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
     host: str = "127.0.0.1"
     port: int = 8787
     jobstate_target: str = DEFAULT_TARGET
@@ -220,6 +223,8 @@ class GatewayConfig:
         return cls(
             jwt_secret=jwt_secret,
             callback_secret=callback_secret,
+            jwt_audience=env.get("JOBSTATE_JWT_AUDIENCE", ""),
+            jwt_issuer=env.get("JOBSTATE_JWT_ISSUER", ""),
             host=host,
             port=port,
             jobstate_target=jobstate_target or env.get("JOBSTATE_TARGET") or DEFAULT_TARGET,
