@@ -129,9 +129,10 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 only when an authenticated call to jobstate works (`JobStateClient.healthy`)."""
     if await services(request).client.healthy():
         return web.json_response({"status": "ok"})
-    return _error(503, "the jobstate service is unreachable")
+    return _error(503, "the jobstate service is unreachable or refuses this gateway")
 
 
 async def metrics(request: web.Request) -> web.Response:
