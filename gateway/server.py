@@ -56,7 +56,7 @@ class Gateway:
         return self.services.public_url
 
     async def start(self) -> None:
-        if len(self.config.jwt_secret.encode()) < 32:
+        if len(self.config.jwt_secret.encode()) < 32:  # development only: production refuses
             log.warning("JOBSTATE_JWT_SECRET is shorter than 32 bytes; HS256 wants at least 32")
         self.services = make_services(self.config)
         app = build_app(self.services)
@@ -78,6 +78,11 @@ class Gateway:
         self.services.public_url = self.config.resolved_public_url(self.port)
         self.services.origins = self.config.resolved_origins(self.services.public_url)
         log.info("gateway listening on %s:%d", self.config.host, self.port)
+        if not self.config.runpod_endpoint_url and not self.config.development:
+            log.warning(
+                "RUNPOD_ENDPOINT_URL is empty and GATEWAY_SIMULATED_WORKER=1: the simulated "
+                "worker completes every job"
+            )
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -95,5 +95,5 @@ def test_the_expectations_come_from_the_environment(
     env: dict[str, str], expected: tuple[str, str]
 ) -> None:
     secrets = {"JOBSTATE_JWT_SECRET": "j" * 40, "JOBSTATE_CALLBACK_SECRET": "c" * 40}
-    config = GatewayConfig.from_env({**secrets, "RUNPOD_ENDPOINT_URL": "", **env})
+    config = GatewayConfig.from_env({**secrets, "GATEWAY_SIMULATED_WORKER": "1", **env})
     assert (config.jwt_audience, config.jwt_issuer) == expected
