@@ -44,6 +44,9 @@ TERMINAL = frozenset({Status.COMPLETE, Status.ERROR, Status.CANCELLED})
 
 
 class EventType(StrEnum):
+    # Never stored: a watcher's first message when history cannot be replayed (the job as it
+    # is now, standing for every version up to its own).
+    SNAPSHOT = "snapshot"
     CREATED = "created"
     SUBMITTED = "submitted"
     PROGRESS = "progress"

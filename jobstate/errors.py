@@ -37,9 +37,17 @@ class Unavailable(JobStateError):
         self.cause = cause
 
 
+class DeadlineExceeded(Unavailable):
+    """The call did not finish within its deadline; it may or may not have taken effect."""
+
+
 class Unauthenticated(JobStateError):
     """The caller did not present a valid service token."""
 
 
 class ResourceExhausted(JobStateError):
     """A configured limit was reached."""
+
+
+class Internal(JobStateError):
+    """The service failed in a way the caller cannot fix (it has been logged there)."""

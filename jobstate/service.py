@@ -13,12 +13,11 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from jobstate import domain
-from jobstate.domain import Change, Job, JobEvent
+from jobstate.domain import Change, EventType, Job, JobEvent
 from jobstate.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from jobstate.hub import Hub
 from jobstate.locks import ShardedLocks
@@ -29,20 +28,6 @@ T = TypeVar("T")
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 MAX_PAGE_SIZE = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Not an event: the job's current state, sent first when history cannot be replayed."""
-
-    job: Job
-
-    @property
-    def version(self) -> int:
-        return self.job.version
-
-
-WatchItem = JobEvent | Snapshot
 
 
 def utcnow() -> datetime:
@@ -156,24 +141,24 @@ class JobService:
             return outcome.job
         return outcome
 
-    async def watch(self, job_id: str, after_version: int = 0) -> AsyncIterator[WatchItem]:
+    async def watch(self, job_id: str, after_version: int = 0) -> AsyncIterator[JobEvent]:
         """The job's events in strictly increasing version order; ends after the terminal one.
 
         Subscribes before reading, so nothing committed between the read and the
         subscription is lost; live events at or below what was already sent are skipped.
-        Starts with a Snapshot when after_version is 0 or history no longer reaches back.
+        Starts with a SNAPSHOT when after_version is 0 or history no longer reaches back.
         """
         domain.validate_job_id(job_id)
         async with self.hub.subscribe(job_id) as sub:
             job, history = await self.store.get_with_events(job_id, after_version)
             if job is None:
                 raise NotFound(f"job {job_id} not found")
-            replay: list[WatchItem] = list(history)
+            replay = list(history)
             contiguous = [e.version for e in history] == list(
                 range(after_version + 1, job.version + 1)
             )
             if after_version == 0 or after_version > job.version or not contiguous:
-                replay = [Snapshot(job)]
+                replay = [JobEvent(EventType.SNAPSHOT, job)]
             last = after_version if after_version <= job.version else 0
             for item in replay:
                 yield item

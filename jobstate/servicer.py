@@ -15,10 +15,10 @@ from jobstate.service import JobService
 from jobstate.store import JobQuery
 from jobstate.translate import (
     datetime_from_pb,
+    event_to_pb,
     job_to_pb,
     params_from_pb,
     statuses_from_pb,
-    watch_item_to_pb,
 )
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
@@ -35,6 +35,7 @@ CODES: dict[type[errors.JobStateError], grpc.StatusCode] = {
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Internal: grpc.StatusCode.INTERNAL,
 }
 
 
@@ -149,7 +150,7 @@ class JobStateServicer(pb_grpc.JobStateServiceServicer):
         self.watch_streams += 1
         try:
             async for item in self.service.watch(request.job_id, request.after_version):
-                yield watch_item_to_pb(item)
+                yield event_to_pb(item)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:

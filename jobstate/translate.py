@@ -1,7 +1,12 @@
-"""Domain records ↔ protobuf messages. Protobuf never travels further than this and the servicer."""
+"""Domain records ↔ protobuf messages, both ways: the servicer sends with it, the client reads.
+
+Protobuf never travels further than this module, the servicer and the client. It imports
+only the pure domain and the generated messages, so the client needs no database library.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,9 +14,8 @@ from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from jobstate.domain import EventType, Job, Status
+from jobstate.domain import EventType, Job, JobEvent, Status
 from jobstate.errors import InvalidArgument
-from jobstate.service import Snapshot, WatchItem
 from jobstate.v1 import jobstate_pb2 as pb
 
 STATUS_TO_PB = {
@@ -23,6 +27,7 @@ STATUS_TO_PB = {
 }
 STATUS_FROM_PB = {value: key for key, value in STATUS_TO_PB.items()}
 EVENT_TO_PB = {
+    EventType.SNAPSHOT: pb.EVENT_TYPE_SNAPSHOT,
     EventType.CREATED: pb.EVENT_TYPE_CREATED,
     EventType.SUBMITTED: pb.EVENT_TYPE_SUBMITTED,
     EventType.PROGRESS: pb.EVENT_TYPE_PROGRESS,
@@ -30,6 +35,7 @@ EVENT_TO_PB = {
     EventType.ERROR: pb.EVENT_TYPE_ERROR,
     EventType.CANCELLED: pb.EVENT_TYPE_CANCELLED,
 }
+EVENT_FROM_PB = {value: key for key, value in EVENT_TO_PB.items()}
 
 
 def _timestamp(value: datetime) -> Timestamp:
@@ -60,9 +66,43 @@ def job_to_pb(job: Job) -> pb.Job:
     return message
 
 
-def watch_item_to_pb(item: WatchItem) -> pb.WatchJobResponse:
-    kind = pb.EVENT_TYPE_SNAPSHOT if isinstance(item, Snapshot) else EVENT_TO_PB[item.type]
-    return pb.WatchJobResponse(type=kind, job=job_to_pb(item.job))
+def event_to_pb(event: JobEvent) -> pb.WatchJobResponse:
+    return pb.WatchJobResponse(type=EVENT_TO_PB[event.type], job=job_to_pb(event.job))
+
+
+def job_from_pb(message: pb.Job) -> Job:
+    """A job as the service sent it. A status this release does not know (a newer server)
+    raises InvalidArgument rather than passing an unknown value on."""
+    try:
+        status = STATUS_FROM_PB[message.status]
+    except KeyError:
+        raise InvalidArgument(f"the service sent an unknown job status {message.status}") from None
+    return Job(
+        job_id=message.job_id,
+        user_id=message.user_id,
+        kind=message.kind,
+        status=status,
+        progress=message.progress,
+        message=message.message,
+        output_key=message.output_key,
+        error=message.error,
+        version=message.version,
+        params=json_format.MessageToDict(message.params) if message.params.fields else {},
+        external_id=message.external_id,
+        created_at=message.created_at.ToDatetime(tzinfo=UTC),
+        updated_at=message.updated_at.ToDatetime(tzinfo=UTC),
+        completed_at=(
+            message.completed_at.ToDatetime(tzinfo=UTC)
+            if message.HasField("completed_at")
+            else None
+        ),
+    )
+
+
+def event_from_pb(message: pb.WatchJobResponse) -> JobEvent:
+    # An event type newer than this release still carries the job: show it as a snapshot.
+    kind = EVENT_FROM_PB.get(message.type, EventType.SNAPSHOT)
+    return JobEvent(kind, job_from_pb(message.job))
 
 
 def params_from_pb(params: Struct) -> dict[str, Any]:
@@ -72,7 +112,18 @@ def params_from_pb(params: Struct) -> dict[str, Any]:
         raise InvalidArgument(f"params must hold only finite numbers: {exc}") from None
 
 
-def statuses_from_pb(values: Any) -> tuple[Status, ...]:
+def params_to_pb(params: dict[str, Any]) -> Struct:
+    """`params` as a Struct; InvalidArgument for what a Struct cannot hold (e.g. nesting
+    deeper than protobuf's limit of 100, or values that are not JSON)."""
+    struct = Struct()
+    try:
+        json_format.ParseDict(params, struct)
+    except (json_format.ParseError, TypeError, ValueError) as exc:
+        raise InvalidArgument(f"params cannot be sent: {exc}") from None
+    return struct
+
+
+def statuses_from_pb(values: Iterable[pb.JobStatus]) -> tuple[Status, ...]:
     try:
         return tuple(STATUS_FROM_PB[value] for value in values)
     except KeyError as exc:

@@ -1,9 +1,13 @@
 /*!
- * jobstate-client.js: a dependency-free browser client for the jobstate gateway.
+ * jobstate-client.js: a dependency-free client for the jobstate gateway, for browsers and Node.
  *
- * Load it as a plain script (it sets `window.JobState`) or require it (CommonJS):
+ * Load it as a plain script (it sets `window.JobState`) or require() it (CommonJS, Node 18+).
+ * Under Node pass `baseUrl`; Node < 22 has no global WebSocket, so pass one as `WebSocket`
+ * (e.g. the `ws` package's class) or the watch polls:
  *
  *   <script src="/static/jobstate-client.js"></script>
+ *   // Node: const JobState = require("./jobstate-client.js");
+ *   //       options also get baseUrl: "https://gateway.example", WebSocket: require("ws")
  *   const watcher = JobState.watchJob(jobId, {
  *     token,                                   // a JWT, or a function returning one (or a Promise)
  *     onStatus(state)   { ... },               // status message or status change
@@ -19,6 +23,8 @@
  * back-off and `after=<last version>`; while WebSockets keep failing it polls
  * `GET /api/jobs/{id}` and keeps trying the socket, switching back when one works.
  */
+// `root` is the global object, never the CommonJS module's `this`: that is `module.exports`,
+// which has no fetch and no WebSocket.
 (function (root, factory) {
   "use strict";
   var api = factory(root);
@@ -27,7 +33,7 @@
   } else {
     root.JobState = api;
   }
-})(typeof self !== "undefined" ? self : this, function (root) {
+})(typeof globalThis !== "undefined" ? globalThis : self, function (root) {
   "use strict";
 
   var VERSION = "1.0.0";
@@ -48,8 +54,36 @@
     jitter: 0.5, // each delay is scaled by a random factor in [1 - jitter, 1]
   };
 
-  function defaultBaseUrl() {
-    return root && root.location ? root.location.origin : "";
+  // In a page the default is the page's origin; outside one (Node, a worker without location)
+  // there is no sensible default.
+  function resolveBaseUrl(caller, baseUrl) {
+    var url = baseUrl || (root.location ? root.location.origin : "");
+    if (!url) throw new TypeError(caller + ": options.baseUrl is required outside a browser page");
+    return trimSlash(url);
+  }
+
+  function resolveFetch(caller, fetchFn) {
+    if (fetchFn != null) {
+      if (typeof fetchFn !== "function") {
+        throw new TypeError(caller + ": options.fetch must be a function like fetch");
+      }
+      return fetchFn;
+    }
+    if (typeof root.fetch !== "function") {
+      throw new TypeError(caller + ": there is no global fetch here: pass options.fetch");
+    }
+    return root.fetch.bind(root);
+  }
+
+  // null (or no global WebSocket) means poll only.
+  function resolveWebSocket(caller, WS) {
+    if (WS === undefined) WS = root.WebSocket;
+    if (WS != null && typeof WS !== "function") {
+      throw new TypeError(
+        caller + ": options.WebSocket must be a WebSocket class, e.g. require(\"ws\"), or null"
+      );
+    }
+    return WS || null;
   }
 
   function trimSlash(url) {
@@ -92,6 +126,12 @@
    *   job's error, err.state its state), "unauthorized" (4401 / 401) or "not_found"
    *   (4404 / 404). Network trouble is never reported here: the client keeps retrying.
    * - onConnection(mode): "connecting" | "websocket" | "polling" | "closed".
+   *
+   * Transport options: `baseUrl` (default: the page's origin; required outside a page),
+   * `fetch` (default: the global fetch), `WebSocket` (default: the global WebSocket; on Node < 22
+   * pass a class such as the `ws` package's; null, or none at all, means polling only).
+   * Throws a TypeError, naming the option, when jobId, token or baseUrl is missing or fetch /
+   * WebSocket is unusable.
    */
   function watchJob(jobId, options) {
     var opts = {};
@@ -103,9 +143,9 @@
     if (!jobId) throw new TypeError("watchJob: jobId is required");
     if (opts.token == null) throw new TypeError("watchJob: options.token is required");
 
-    var WS = opts.WebSocket !== undefined ? opts.WebSocket : root.WebSocket;
-    var fetchFn = opts.fetch || (root.fetch ? root.fetch.bind(root) : null);
-    var base = trimSlash(opts.baseUrl || defaultBaseUrl());
+    var base = resolveBaseUrl("watchJob", opts.baseUrl);
+    var fetchFn = resolveFetch("watchJob", opts.fetch);
+    var WS = resolveWebSocket("watchJob", opts.WebSocket);
     var jobPath = "/api/jobs/" + encodeURIComponent(jobId);
 
     var state = {
@@ -253,7 +293,7 @@
     function connect() {
       timers.reconnect = null;
       if (closed) return;
-      if (typeof WS !== "function") {
+      if (WS === null) {
         startPolling(); // no WebSocket support at all: poll for good
         return;
       }
@@ -414,7 +454,6 @@
 
     function poll(generation) {
       timers.poll = null;
-      if (!fetchFn) return;
       resolveToken(opts.token)
         .then(
           function (token) {
@@ -478,14 +517,17 @@
   // ---- REST helpers ----------------------------------------------------------------------
 
   /**
-   * A small client for the gateway's REST routes. `token` is a JWT or a function returning one.
+   * A small client for the gateway's REST routes. `token` is a JWT or a function returning one;
+   * `baseUrl` (required outside a page), `fetch` and `WebSocket` (for watchJob) default to the
+   * page's origin and the global ones, and a missing or unusable one throws a TypeError here.
    * Every method returns a Promise; failures reject with an Error carrying `status` (HTTP) and
    * the gateway's `{"error"}` text as its message.
    */
   function createClient(config) {
     config = config || {};
-    var base = trimSlash(config.baseUrl || defaultBaseUrl());
-    var fetchFn = config.fetch || (root.fetch ? root.fetch.bind(root) : null);
+    var base = resolveBaseUrl("createClient", config.baseUrl);
+    var fetchFn = resolveFetch("createClient", config.fetch);
+    var WS = resolveWebSocket("createClient", config.WebSocket);
 
     function request(method, path, body, extraHeaders) {
       return resolveToken(config.token).then(function (token) {
@@ -536,7 +578,7 @@
       },
       /** watchJob with this client's base URL and token. */
       watchJob: function (jobId, options) {
-        var merged = { baseUrl: base, token: config.token };
+        var merged = { baseUrl: base, token: config.token, fetch: fetchFn, WebSocket: WS };
         for (var o in options || {}) merged[o] = options[o];
         return watchJob(jobId, merged);
       },
@@ -564,7 +606,8 @@
 
   /** Development only: GET /api/dev/token?user_id= → the token string. */
   function devToken(userId, options) {
-    var client = createClient({ baseUrl: options && options.baseUrl, token: null });
+    options = options || {};
+    var client = createClient({ baseUrl: options.baseUrl, fetch: options.fetch, token: null });
     return client
       .request("GET", "/api/dev/token?user_id=" + encodeURIComponent(userId))
       .then(function (data) {

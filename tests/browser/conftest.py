@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from browser.fake_gateway import FakeGateway
-from browser.system import BUCKET, S3_KEY, FakeRunPod, System
+from browser.system import FakeRunPod, System, s3_server
 
 CHROMIUM = Path(os.environ.get("JOBSTATE_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -95,25 +95,8 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def s3_url() -> Iterator[str]:
-    """moto's S3 server on loopback with the test bucket."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    boto3.client(
-        "s3",
-        endpoint_url=url,
-        aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_KEY,
-        region_name="us-east-1",
-    ).create_bucket(Bucket=BUCKET)
-    try:
+    with s3_server() as url:
         yield url
-    finally:
-        server.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

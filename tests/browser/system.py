@@ -10,6 +10,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on loopback with the test bucket; yields its URL."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        boto3.client(
+            "s3",
+            endpoint_url=url,
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_KEY,
+            region_name="us-east-1",
+        ).create_bucket(Bucket=BUCKET)
+        yield url
+    finally:
+        server.stop()
 
 
 @dataclass
@@ -220,6 +245,15 @@ class System:
         assert self._http is not None
         async with self._http.post(callback_url, json=body) as response:
             return response.status
+
+    async def start_export(self, user_id: str) -> str:
+        """Start an overlay export for `user_id` through the gateway; the job id."""
+        assert self._http is not None
+        headers = {"Authorization": f"Bearer {self.token(user_id)}"}
+        url = self.url + "/api/export/overlay/start"
+        async with self._http.post(url, json={"clip": "a"}, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            return (await response.json())["job_id"]
 
     async def fetch(self, url: str) -> tuple[int, bytes]:
         assert self._http is not None

@@ -214,3 +214,24 @@ async def test_close_stops_the_watch(page, fake_gateway):
     await asyncio.wait_for(sock.closed.wait(), 10)
     assert await modes(page) == ["connecting", "websocket", "closed"]
     await assert_no_connection(fake_gateway)
+
+
+async def test_websocket_null_polls_through_the_fetch_option(page, fake_gateway):
+    fake_gateway.jobs["j1"] = {"job_id": "j1", "status": "processing", "progress": 10, "version": 2}
+    await page.goto(fake_gateway.url + "/")
+    await page.evaluate(
+        """([id, opts]) => {
+          window.fetched = [];
+          const viaOption = (url, init) => { fetched.push(url); return fetch(url, init); };
+          startWatch(id, { ...opts, WebSocket: null, fetch: viaOption });
+        }""",
+        ["j1", FAST],
+    )
+    await wait_for_event(page, "status", "processing", 2, 10)
+    fake_gateway.jobs["j1"] = {"job_id": "j1", "status": "cancelled", "progress": 10, "version": 3}
+    await wait_for_event(page, "cancelled", 3)
+
+    assert await modes(page) == ["polling", "closed"]
+    fetched = await page.evaluate("window.fetched")
+    assert fetched == [f"{fake_gateway.url}/api/jobs/j1"] * fake_gateway.polls
+    assert fake_gateway.connections.empty()

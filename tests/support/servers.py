@@ -104,7 +104,8 @@ class ServeProcess:
         ]
 
     async def start(self, **wait_kw: Any) -> None:
-        self.port = free_port()
+        """Start (or start again, on the same port) and wait until SERVING."""
+        self.port = self.port or free_port()
         env = {**os.environ, "ENVIRONMENT": "development", **self.env}
         stderr = _log_file(self.log_path)
         try:

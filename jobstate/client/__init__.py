@@ -1,0 +1,41 @@
+"""The Python client of jobstate: `async with JobStateClient(target) as client: ...`.
+
+Records are the service's own frozen dataclasses (`Job`, `JobEvent`, `Status`, `EventType`);
+errors are `jobstate.errors` classes, re-exported here. `jobstate.client.sync` wraps the same
+client for code that is not async.
+"""
+
+from jobstate.client.core import CallObserver, JobStateClient, Page
+from jobstate.domain import EventType, Job, JobEvent, Status
+from jobstate.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    JobStateError,
+    NotFound,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "CallObserver",
+    "DeadlineExceeded",
+    "EventType",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "Job",
+    "JobEvent",
+    "JobStateClient",
+    "JobStateError",
+    "NotFound",
+    "Page",
+    "ResourceExhausted",
+    "Status",
+    "Unauthenticated",
+    "Unavailable",
+]

@@ -1,0 +1,61 @@
+"""`jobstate.client.sync` against a real `jobstate serve`, from plain (non-async) code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.servers import REPO, free_port, sqlite_url
+
+from jobstate.client import EventType, FailedPrecondition, NotFound, Status
+from jobstate.client.sync import JobStateClient
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[str]:
+    address = f"127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "jobstate.cli", "serve", "--listen", address]
+    command += ["--database-url", sqlite_url(tmp_path)]
+    env = {**os.environ, "ENVIRONMENT": "development"}
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    try:
+        with JobStateClient(address) as probe:
+            deadline = time.monotonic() + 60
+            while not probe.healthy():
+                assert proc.poll() is None, "jobstate serve exited"
+                assert time.monotonic() < deadline, "jobstate serve did not start"
+                time.sleep(0.05)
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_blocking_calls_iterators_and_errors(target: str) -> None:
+    with JobStateClient(target, timeout=10) as client:
+        job = client.create_job("u1", "overlay", {"a": 1}, job_id="s1")
+        client.create_job("u1", job_id="s2")
+        client.report_progress("s1", 50, "half")
+        done = client.complete_job("s1", "exports/s1/out.mp4")
+        listed = [j.job_id for j in client.list_jobs("u1", page_size=1)]
+        events = [(e.type, e.version) for e in client.watch("s1")]
+        with pytest.raises(NotFound):
+            client.get_job("missing")
+        with pytest.raises(FailedPrecondition):
+            client.cancel_job("s1")
+    assert (job.params, done.status, listed) == ({"a": 1}, Status.COMPLETE, ["s2", "s1"])
+    assert events == [(EventType.SNAPSHOT, 3)]
+
+
+def test_leaving_a_watch_early_closes_it(target: str) -> None:
+    with JobStateClient(target, timeout=10) as client:
+        client.create_job("u1", job_id="w")
+        watch = client.watch("w")
+        first = next(watch)
+        watch.close()  # the stream is cancelled; the client stays usable
+        assert (first.type, client.get_job("w").status) == (EventType.SNAPSHOT, Status.PENDING)
