@@ -16,8 +16,7 @@ import jwt
 from aiohttp import web
 
 from gateway.errors import GatewayError
-
-_MIN_KEY_BYTES = 32
+from jobstate.config import MIN_SECRET_BYTES
 
 
 class Unauthorized(GatewayError):
@@ -34,9 +33,9 @@ class UserAuth:
         self._key = secret.encode()
         self._audience = audience or None
         self._issuer = issuer or None
-        # NOTE: PyJWT warns on every call with a key under 32 bytes. The contract lets the
-        # operator choose the secret, so the warning is logged once at start instead.
-        self._short_key = len(self._key) < _MIN_KEY_BYTES
+        # NOTE: PyJWT warns on every call with a key under 32 bytes. Production refuses such
+        # a key at start; in development a short one is allowed and warned about once there.
+        self._short_key = len(self._key) < MIN_SECRET_BYTES
 
     def verify(self, token: str) -> str:
         """The user id (`sub`) of a valid token; raises Unauthorized otherwise."""
