@@ -12,6 +12,7 @@ COPY pyproject.toml README.md ./
 COPY protos ./protos
 COPY jobstate ./jobstate
 COPY gateway ./gateway
+COPY jobstate_cli ./jobstate_cli
 RUN pip install . \
     && useradd --system --home-dir /app jobstate \
     && mkdir -p /app/data \

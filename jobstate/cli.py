@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("reconcile", help="settle jobs that went quiet from RunPod's /status")
     sub.add_parser("dev", help="service + gateway + simulated worker on SQLite under ./data")
+    from jobstate_cli import jobs
+
+    jobs.add_parser(sub)
     return parser
 
 
@@ -42,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.reconcile import main as reconcile_main
 
         return reconcile_main(environ)
+    if args.command == "jobs":
+        from jobstate_cli.jobs import main as jobs_main
+
+        return jobs_main(args, environ)
     from jobstate.dev import main as dev_main
 
     return dev_main(environ)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,16 @@ def test_the_image_is_python_311_slim_with_the_package_installed(compose: dict[s
     assert re.search(r"^RUN pip install \.", dockerfile, re.MULTILINE)
     for service in jobstate_services(compose).values():
         assert service["build"] == "."
+
+
+def test_the_image_copies_every_package_it_installs() -> None:
+    """`pip install .` in the image installs what was copied: a package the build includes
+    but the Dockerfile leaves out would make every `jobstate` command fail at import."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]:
+        package = pattern.rstrip("*")
+        assert re.search(rf"^COPY {package} \./{package}$", dockerfile, re.MULTILINE), package
 
 
 def test_minio_init_creates_the_bucket_after_minio_is_healthy(compose: dict[str, Any]) -> None:

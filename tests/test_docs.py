@@ -1,9 +1,9 @@
 """README against the code: the variable tables and the WebSocket close-code table.
 
-- Every environment variable the code reads (names collected from jobstate/ and gateway/ the
-  way tests/test_compose.py collects them) is in a README variable table, and every variable
-  a README table names is read. DESIGN.md's variable table (../shared, when present) may only
-  name variables the code reads.
+- Every environment variable the code reads (names collected from jobstate/, gateway/ and
+  jobstate_cli/ the way tests/test_compose.py collects them) is in a README variable table,
+  and every variable a README table names is read. DESIGN.md's variable table (../shared,
+  when present) may only name variables the code reads.
 - Every close code the gateway uses (its own constants and literals, and those aiohttp's
   WebSocket reader closes a socket with for a broken frame) is a row of README's close-code
   table, and every row is a code the gateway uses.
@@ -22,7 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 DESIGN = REPO.parent / "shared" / "DESIGN.md"
 SOURCES = sorted(
-    p for d in ("jobstate", "gateway") for p in (REPO / d).glob("*.py") if p.name != "__init__.py"
+    path
+    for package in ("jobstate", "gateway", "jobstate_cli")
+    for path in (REPO / package).rglob("*.py")
+    if "v1" not in path.relative_to(REPO).parts
 )
 # A variable read from an environment mapping: environ.get("X"), env["X"],
 # _seconds(env, "X", ...), _switch(env, "X"), os.environ.get("X").

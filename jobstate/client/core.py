@@ -24,7 +24,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jobstate.client.channel import error_from_rpc, open_channel
-from jobstate.client.watch import watch_job
+from jobstate.client.watch import InterruptObserver, watch_job
 from jobstate.domain import Job, JobEvent, Status
 from jobstate.translate import STATUS_TO_PB, job_from_pb, params_to_pb
 from jobstate.v1 import jobstate_pb2 as pb
@@ -224,7 +224,12 @@ class JobStateClient:
         return job_from_pb(response.job)
 
     def watch(
-        self, job_id: str, after_version: int = 0, *, max_backoff: float = 2.0
+        self,
+        job_id: str,
+        after_version: int = 0,
+        *,
+        max_backoff: float = 2.0,
+        on_interrupt: InterruptObserver | None = None,
     ) -> AsyncIterator[JobEvent]:
         """The job's events in strictly increasing version order, ending after the terminal
         one. From 0 (or when history no longer reaches back) the first is a SNAPSHOT.
@@ -233,9 +238,13 @@ class JobStateClient:
         re-opens from the last version it yielded, with jittered back-off capped at
         `max_backoff` seconds — and never yields a version twice. `NotFound`,
         `InvalidArgument`, `Unauthenticated` and `ResourceExhausted` end it. Close it (or
-        leave the `async for`) to stop watching.
+        leave the `async for`) to stop watching. `on_interrupt`, when given, is called with
+        the error each time the stream is lost and the watch is about to resume (a display's
+        "reconnecting…"); the next event it yields shows the stream is back.
         """
-        return watch_job(self._stub, self._metadata, job_id, after_version, max_backoff)
+        return watch_job(
+            self._stub, self._metadata, job_id, after_version, max_backoff, on_interrupt
+        )
 
     async def healthy(self, deadline: float = 2.0) -> bool:
         """True when the service answers grpc.health.v1 with SERVING (unauthenticated: it

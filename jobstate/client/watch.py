@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
 from jobstate.client.channel import error_from_rpc
 from jobstate.domain import JobEvent
+from jobstate.errors import JobStateError, Unavailable
 from jobstate.translate import event_from_pb, job_from_pb
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
+
+# Told, from the iterating task, each time the stream is lost and the watch is about to resume.
+InterruptObserver = Callable[[JobStateError], None]
 
 FIRST_BACKOFF = 0.1
 # Codes after which the same watch, re-opened, can succeed: the service went away or restarts
@@ -38,6 +42,7 @@ async def watch_job(
     job_id: str,
     after_version: int,
     max_backoff: float,
+    on_interrupt: InterruptObserver | None = None,
 ) -> AsyncIterator[JobEvent]:
     last = after_version
     backoff = FIRST_BACKOFF
@@ -62,13 +67,17 @@ async def watch_job(
             if exc.code() not in RESUMABLE:
                 raise error_from_rpc(exc) from None
             log.info("watch of %s interrupted (%s); resuming", job_id, exc.code().name)
+            interruption: JobStateError = error_from_rpc(exc)
         else:
             # A clean end without a terminal event: the service shut down, or the job had
             # already finished at `last` and there was nothing newer to send.
             if await _finished_at(stub, metadata, job_id, last):
                 return
+            interruption = Unavailable("the service ended the stream before the job finished")
         finally:
             call.cancel()
+        if on_interrupt is not None:
+            on_interrupt(interruption)
         await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
         backoff = min(backoff * 2, max_backoff)
 
