@@ -300,6 +300,7 @@ async def harness(args: argparse.Namespace) -> None:
         "JOBSTATE_LOG_LEVEL": "WARNING",
         "JOBSTATE_JWT_SECRET": JWT_SECRET,
         "JOBSTATE_CALLBACK_SECRET": CALLBACK_SECRET,
+        "GATEWAY_SIMULATED_WORKER": "1",
         "JOBSTATE_DATABASE_URL": database_url,
         # One bench user opens every socket and job: lift the per-user abuse limits.
         "GATEWAY_MAX_SOCKETS_PER_USER": "1000000",

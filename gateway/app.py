@@ -59,7 +59,7 @@ def make_services(config: GatewayConfig) -> Services:
         config=config,
         metrics=metrics,
         client=client,
-        users=UserAuth(config.jwt_secret),
+        users=UserAuth(config.jwt_secret, audience=config.jwt_audience, issuer=config.jwt_issuer),
         callbacks=CallbackAuth(config.callback_secret),
         hub=WatchHub(client, metrics),
         storage=storage,
@@ -131,9 +131,10 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 only when an authenticated call to jobstate works (`JobStateClient.healthy`)."""
     if await services(request).client.healthy():
         return web.json_response({"status": "ok"})
-    return _error(503, "the jobstate service is unreachable")
+    return _error(503, "the jobstate service is unreachable or refuses this gateway")
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -1,4 +1,5 @@
-"""Who is asking: user JWTs (HS256, `sub` required, `exp` honoured) and callback tokens.
+"""Who is asking: user JWTs (HS256, `sub` required, `exp` honoured, `aud`/`iss` checked only
+when JOBSTATE_JWT_AUDIENCE / JOBSTATE_JWT_ISSUER say what to expect) and callback tokens.
 
 A callback token is the hex HMAC-SHA256 of the job id under JOBSTATE_CALLBACK_SECRET; it is
 compared in constant time. Neither kind of token is ever logged.
@@ -15,8 +16,7 @@ import jwt
 from aiohttp import web
 
 from gateway.errors import GatewayError
-
-_MIN_KEY_BYTES = 32
+from jobstate.config import MIN_SECRET_BYTES
 
 
 class Unauthorized(GatewayError):
@@ -26,11 +26,16 @@ class Unauthorized(GatewayError):
 class UserAuth:
     """Verifies and (in development) mints user tokens."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, *, audience: str = "", issuer: str = "") -> None:
+        """`audience` / `issuer`: when given, a token's `aud` must contain it / `iss` must equal
+        it (a token without the claim is refused); when empty, the claim is not required and
+        any value is accepted (most identity providers put `aud` in every token)."""
         self._key = secret.encode()
-        # NOTE: PyJWT warns on every call with a key under 32 bytes. The contract lets the
-        # operator choose the secret, so the warning is logged once at start instead.
-        self._short_key = len(self._key) < _MIN_KEY_BYTES
+        self._audience = audience or None
+        self._issuer = issuer or None
+        # NOTE: PyJWT warns on every call with a key under 32 bytes. Production refuses such
+        # a key at start; in development a short one is allowed and warned about once there.
+        self._short_key = len(self._key) < MIN_SECRET_BYTES
 
     def verify(self, token: str) -> str:
         """The user id (`sub`) of a valid token; raises Unauthorized otherwise."""
@@ -41,7 +46,13 @@ class UserAuth:
                 if self._short_key:
                     warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
                 claims = jwt.decode(
-                    token, self._key, algorithms=["HS256"], options={"require": ["sub"]}
+                    token,
+                    self._key,
+                    algorithms=["HS256"],
+                    audience=self._audience,
+                    issuer=self._issuer,
+                    # PyJWT refuses any `aud` unless told what to expect; the contract accepts it.
+                    options={"require": ["sub"], "verify_aud": self._audience is not None},
                 )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
@@ -71,12 +82,22 @@ class UserAuth:
 class CallbackAuth:
     """Callback tokens: HMAC-SHA256(job_id) under the callback secret."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, *, audience: str = "", issuer: str = "") -> None:
+        """`audience` / `issuer`: when given, a token's `aud` must contain it / `iss` must equal
+        it (a token without the claim is refused); when empty, the claim is not required and
+        any value is accepted (most identity providers put `aud` in every token)."""
         self._key = secret.encode()
+        self._audience = audience or None
+        self._issuer = issuer or None
 
     def token(self, job_id: str) -> str:
         return hmac.new(self._key, job_id.encode(), hashlib.sha256).hexdigest()
 
     def check(self, job_id: str, token: str) -> None:
-        if not token or not hmac.compare_digest(self.token(job_id), token):
+        """Raises Unauthorized unless `token` is this job's; any text at all is safe to pass."""
+        # NOTE: bytes, not str: compare_digest raises TypeError for a str with non-ASCII
+        # characters, which turned a forged token into a 500. Undecodable query bytes arrive
+        # as surrogates; "replace" keeps them a mismatch instead of an error.
+        presented = token.encode("utf-8", "replace")
+        if not token or not hmac.compare_digest(self.token(job_id).encode(), presented):
             raise Unauthorized("missing or invalid callback token")

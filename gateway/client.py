@@ -2,11 +2,13 @@
 
 Every unary call carries `rpc_timeout` as its deadline and, when JOBSTATE_API_TOKEN is set,
 `authorization: Bearer <token>` metadata. Failures surface as `grpc.aio.AioRpcError`; the
-HTTP layer translates them in one place (`translate.http_error`).
+HTTP layer translates them in one place (`translate.http_error`). A call the service refuses
+as UNAUTHENTICATED is logged here, naming JOBSTATE_API_TOKEN (never the token).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +22,16 @@ from gateway.metrics import Metrics
 from gateway.translate import params_struct
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+# GetJob of an id no job is given (ids the service makes are 32 hex digits): an authenticated
+# call that reads the store and is expected to answer NOT_FOUND.
+HEALTH_PROBE_JOB_ID = "jobstate-gateway-health-probe"
+_REFUSED = (
+    "the jobstate service refused this process's service token (UNAUTHENTICATED): "
+    "set JOBSTATE_API_TOKEN to the token the service was started with"
+)
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     # NOTE: the default reconnect back-off grows to 120 s; a restarted service must be found
@@ -83,6 +95,8 @@ class JobStateClient:
             )
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                log.error("%s: %s", name, _REFUSED)
             raise
         finally:
             self._metrics.grpc_latency.labels(name, code).observe(time.perf_counter() - started)
@@ -153,7 +167,10 @@ class JobStateClient:
         return self._stub.WatchJob(request, metadata=self._metadata)
 
     async def healthy(self, deadline: float = 2.0) -> bool:
-        """True when the service answers grpc.health.v1 with SERVING."""
+        """True when the service answers grpc.health.v1 with SERVING *and* an authenticated
+        call goes through. grpc health is open to every caller, so it alone cannot tell that
+        JOBSTATE_API_TOKEN is accepted: a GetJob of an id no job has must answer NOT_FOUND
+        (or OK). Neither call waits for a connection; each has `deadline` seconds."""
         try:
             response = await self._health.Check(
                 health_pb2.HealthCheckRequest(service=""),
@@ -163,4 +180,17 @@ class JobStateClient:
             )
         except grpc.aio.AioRpcError:
             return False
-        return response.status == health_pb2.HealthCheckResponse.SERVING
+        if response.status != health_pb2.HealthCheckResponse.SERVING:
+            return False
+        try:
+            await self._stub.GetJob(
+                pb.GetJobRequest(job_id=HEALTH_PROBE_JOB_ID),
+                timeout=deadline,
+                metadata=self._metadata,
+                wait_for_ready=False,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                log.error("health check: %s", _REFUSED)
+            return exc.code() == grpc.StatusCode.NOT_FOUND
+        return True

@@ -1,9 +1,11 @@
 """The gateway's configuration: one frozen dataclass built from the environment, flags on top.
 
 `GatewayConfig.from_env(environ, listen=..., jobstate_target=...)` validates everything at once
-and raises `ConfigError` with one line naming the variable; nothing reads the environment at
-import time. In development, missing secrets are generated once and kept under `data_dir`, so a
-restart keeps issued tokens valid.
+and raises `ConfigError` with one line naming the variable (or the flag, when one was used);
+nothing reads the environment at import time. In development, missing secrets are generated
+once and kept under `data_dir`, so a restart keeps issued tokens valid. In production, secrets
+and the service token must be at least 32 bytes, and an empty RUNPOD_ENDPOINT_URL needs
+GATEWAY_SIMULATED_WORKER=1 to say the simulated worker is meant.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.target import FORMS, is_target
+from jobstate.config import ConfigError, check_environment, check_secret
+
+__all__ = ["ConfigError", "GatewayConfig", "dev_secret", "parse_hostport"]
+
 DEFAULT_LISTEN = "127.0.0.1:8787"
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_BUCKET = "reel-ballers-users"
 RUNPOD_API_BASE = "https://api.runpod.ai/v2/"
 MAX_LIMIT = 1_000_000
-
-
-class ConfigError(ValueError):
-    """Bad configuration; the message is one line naming the variable."""
 
 
 def parse_hostport(value: str, variable: str) -> tuple[str, int]:
@@ -59,6 +62,13 @@ def _seconds(environ: Mapping[str, str], variable: str, default: float) -> float
     return value
 
 
+def _switch(environ: Mapping[str, str], variable: str) -> bool:
+    raw = environ.get(variable, "")
+    if raw not in ("", "0", "1"):
+        raise ConfigError(f"{variable} must be 1 or 0, got {raw!r}")
+    return raw == "1"
+
+
 def _count(environ: Mapping[str, str], variable: str, default: int) -> int:
     raw = environ.get(variable, "")
     if not raw:
@@ -92,6 +102,9 @@ class GatewayConfig:
 
     jwt_secret: str = field(repr=False)
     callback_secret: str = field(repr=False)
+    # Empty: a token's `aud` / `iss` is not required, and any value is accepted.
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
     host: str = "127.0.0.1"
     port: int = 8787
     jobstate_target: str = DEFAULT_TARGET
@@ -103,6 +116,8 @@ class GatewayConfig:
     output_prefix: str = "exports/"
     runpod_endpoint_url: str = ""
     runpod_api_key: str = field(default="", repr=False)
+    # Without RunPod in production, the simulated worker runs only when this says it is meant.
+    simulated_worker: bool = False
     r2_endpoint_url: str = ""
     r2_access_key_id: str = field(default="", repr=False)
     r2_secret_access_key: str = field(default="", repr=False)
@@ -123,18 +138,15 @@ class GatewayConfig:
     max_sockets_per_job: int = 1000
     # Development: secrets and (without R2) the simulated worker's outputs live here.
     data_dir: str = "data"
+    # Fields set by a flag (field name -> flag), so that errors name the flag.
+    flags: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.environment not in ("development", "production"):
-            raise ConfigError(
-                f"ENVIRONMENT must be 'development' or 'production', got {self.environment!r}"
-            )
-        if not self.jwt_secret:
-            raise ConfigError("JOBSTATE_JWT_SECRET is required when ENVIRONMENT=production")
-        if not self.callback_secret:
-            raise ConfigError("JOBSTATE_CALLBACK_SECRET is required when ENVIRONMENT=production")
-        if not self.jobstate_target.strip():
-            raise ConfigError("JOBSTATE_TARGET must not be empty")
+        check_environment(self.environment)
+        self._check_secrets()
+        target_name = self.flags.get("jobstate_target", "JOBSTATE_TARGET")
+        if not is_target(self.jobstate_target):
+            raise ConfigError(f"{target_name} must be {FORMS}, got {self.jobstate_target!r}")
         if self.tls_ca and not Path(self.tls_ca).is_file():
             raise ConfigError(f"JOBSTATE_TLS_CA {self.tls_ca!r} is not a readable file")
         if not self.output_prefix:
@@ -150,6 +162,11 @@ class GatewayConfig:
             _http_url(self.runpod_endpoint_url, "RUNPOD_ENDPOINT_URL")
             if not self.runpod_api_key:
                 raise ConfigError("RUNPOD_API_KEY is required when RUNPOD_ENDPOINT_URL is set")
+        elif not self.development and not self.simulated_worker:
+            raise ConfigError(
+                "RUNPOD_ENDPOINT_URL is required in production; set GATEWAY_SIMULATED_WORKER=1 "
+                "to run the simulated worker instead"
+            )
         if self.r2_endpoint_url:
             _http_url(self.r2_endpoint_url, "R2_ENDPOINT_URL")
         if not self.r2_bucket:
@@ -157,6 +174,19 @@ class GatewayConfig:
         for variable, value in self._limits():
             if not 1 <= value <= MAX_LIMIT:
                 raise ConfigError(f"{variable} must be from 1 to {MAX_LIMIT}, got {value}")
+
+    def _check_secrets(self) -> None:
+        required = (
+            ("JOBSTATE_JWT_SECRET", self.jwt_secret),
+            ("JOBSTATE_CALLBACK_SECRET", self.callback_secret),
+        )
+        for variable, value in required:
+            if not value:  # development generates them in from_env
+                raise ConfigError(f"{variable} is required in production")
+            if not self.development:
+                check_secret(variable, value)
+        if self.api_token and not self.development:
+            check_secret("JOBSTATE_API_TOKEN", self.api_token)
 
     def _limits(self) -> tuple[tuple[str, int], ...]:
         return (
@@ -220,6 +250,8 @@ class GatewayConfig:
         return cls(
             jwt_secret=jwt_secret,
             callback_secret=callback_secret,
+            jwt_audience=env.get("JOBSTATE_JWT_AUDIENCE", ""),
+            jwt_issuer=env.get("JOBSTATE_JWT_ISSUER", ""),
             host=host,
             port=port,
             jobstate_target=jobstate_target or env.get("JOBSTATE_TARGET") or DEFAULT_TARGET,
@@ -229,6 +261,7 @@ class GatewayConfig:
             output_prefix=env.get("R2_OUTPUT_PREFIX") or "exports/",
             runpod_endpoint_url=runpod_url.rstrip("/"),
             runpod_api_key=env.get("RUNPOD_API_KEY", ""),
+            simulated_worker=_switch(env, "GATEWAY_SIMULATED_WORKER"),
             r2_endpoint_url=env.get("R2_ENDPOINT_URL", ""),
             r2_access_key_id=env.get("R2_ACCESS_KEY_ID", ""),
             r2_secret_access_key=env.get("R2_SECRET_ACCESS_KEY", ""),
@@ -244,4 +277,5 @@ class GatewayConfig:
             max_sockets_per_user=_count(env, "GATEWAY_MAX_SOCKETS_PER_USER", 200),
             max_sockets_per_job=_count(env, "GATEWAY_MAX_SOCKETS_PER_JOB", 1000),
             data_dir=str(data_dir),
+            flags={"jobstate_target": "--jobstate-target"} if jobstate_target else {},
         )

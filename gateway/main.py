@@ -49,10 +49,10 @@ async def serve(config: GatewayConfig, stop: asyncio.Event | None = None) -> Non
 def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         config = load_config(args, environ)
+        logs.setup(environ.get("JOBSTATE_LOG_LEVEL"))
     except ConfigError as exc:
         print(f"jobstate gateway: {exc}", file=sys.stderr)
         return 2
-    logs.setup(environ.get("JOBSTATE_LOG_LEVEL"))
     try:
         asyncio.run(serve(config))
     except OSError as exc:  # e.g. the port is taken

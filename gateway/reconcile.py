@@ -45,11 +45,13 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.client import JobStateClient
-from gateway.config import RUNPOD_API_BASE
+from gateway.config import DEFAULT_TARGET, RUNPOD_API_BASE
 from gateway.metrics import Metrics
 from gateway.outputs import key_problem, output_prefix
+from gateway.target import FORMS, is_target
 from gateway.worker import WorkerError
 from jobstate import logs
+from jobstate.config import ConfigError, check_environment, check_secret
 from jobstate.v1 import jobstate_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -69,10 +71,6 @@ class StatusSource(Protocol):
     async def cancel(self, external_id: str) -> None: ...
 
 
-class ConfigError(ValueError):
-    """Bad configuration; one line naming the variable."""
-
-
 def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
     raw = environ.get(name, "").strip()
     if not raw:
@@ -88,7 +86,8 @@ def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class ReconcileConfig:
-    jobstate_target: str = "127.0.0.1:50051"
+    jobstate_target: str = DEFAULT_TARGET
+    environment: str = "production"
     api_token: str = field(default="", repr=False)
     tls_ca: str = ""
     runpod_endpoint_url: str = ""
@@ -101,6 +100,11 @@ class ReconcileConfig:
     runpod_timeout: float = 10.0
 
     def __post_init__(self) -> None:
+        check_environment(self.environment)
+        if self.api_token and self.environment == "production":
+            check_secret("JOBSTATE_API_TOKEN", self.api_token)
+        if not is_target(self.jobstate_target):
+            raise ConfigError(f"JOBSTATE_TARGET must be {FORMS}, got {self.jobstate_target!r}")
         if self.runpod_endpoint_url and not self.runpod_api_key:
             raise ConfigError("RUNPOD_API_KEY is required when RUNPOD_ENDPOINT_URL is set")
         if self.runpod_endpoint_url and not self.runpod_endpoint_url.startswith(
@@ -125,7 +129,8 @@ class ReconcileConfig:
         if not runpod_url and environ.get("RUNPOD_ENDPOINT", "").strip():
             runpod_url = RUNPOD_API_BASE + environ["RUNPOD_ENDPOINT"].strip()
         return cls(
-            jobstate_target=environ.get("JOBSTATE_TARGET", "").strip() or cls.jobstate_target,
+            jobstate_target=environ.get("JOBSTATE_TARGET", "").strip() or DEFAULT_TARGET,
+            environment=environ.get("ENVIRONMENT", "").strip() or "production",
             api_token=environ.get("JOBSTATE_API_TOKEN", ""),
             tls_ca=environ.get("JOBSTATE_TLS_CA", "").strip(),
             runpod_endpoint_url=runpod_url.rstrip("/"),
@@ -325,7 +330,8 @@ class Reconciler:
 
 async def run_until(config: ReconcileConfig, stop: asyncio.Event) -> None:
     """Build the clients from `config` and reconcile every `config.interval` seconds until
-    `stop` is set; everything opened here is closed before it returns. `jobstate dev` runs
+    `stop` is set; a round in flight is then cancelled (it would otherwise wait out an RPC
+    deadline) and everything opened here is closed before it returns. `jobstate dev` runs
     this beside its service and gateway; `jobstate reconcile` runs it alone."""
     from gateway.runpod import RunPodClient
 
@@ -357,9 +363,16 @@ async def run_until(config: ReconcileConfig, stop: asyncio.Event) -> None:
         config.interval,
         config.stale_after,
     )
+    rounds = asyncio.create_task(reconciler.run(config.interval, stop))
+    stopped = asyncio.create_task(stop.wait())
     try:
-        await reconciler.run(config.interval, stop)
+        # NOTE: a round cancelled mid-way may have settled some of its jobs; the rest are
+        # still stale, and the next reconciler to run settles them (verdicts are idempotent).
+        await asyncio.wait((rounds, stopped), return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for task in (rounds, stopped):
+            task.cancel()
+        await asyncio.gather(rounds, stopped, return_exceptions=True)
         await client.close()
         if runpod is not None:
             await runpod.close()
@@ -376,9 +389,9 @@ async def _main(config: ReconcileConfig) -> int:
 
 def main(environ: Mapping[str, str]) -> int:
     """`jobstate reconcile`: runs until SIGTERM/SIGINT (exit 0); bad configuration exits 2."""
-    logs.setup()
     try:
         config = ReconcileConfig.from_env(environ)
+        logs.setup(environ.get("JOBSTATE_LOG_LEVEL"))
     except ConfigError as exc:
         print(f"jobstate reconcile: {exc}", file=sys.stderr)
         return 2

@@ -25,6 +25,9 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 503,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    # The service refused our JOBSTATE_API_TOKEN: the gateway is misconfigured, which the
+    # caller can only wait out, like an outage (the client logs it, naming the variable).
+    grpc.StatusCode.UNAUTHENTICATED: 503,
 }
 
 # Codes whose details are written for the person who made the request; others get a generic

@@ -1,4 +1,8 @@
-"""The service's configuration: one frozen dataclass built from the environment, flags on top."""
+"""The service's configuration: one frozen dataclass built from the environment, flags on top.
+
+Also the rules every process shares (`check_environment`, `check_secret`, `ConfigError`): bad
+configuration is one line naming the flag or variable that was used, and exits 2.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,36 @@ from sqlalchemy.exc import ArgumentError
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/jobstate.db"
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 ENVIRONMENTS = ("development", "production")
+# HS256 keys and bearer tokens shorter than this are guessable offline; RFC 7518 asks for at
+# least the hash size (256 bits) for HMAC keys.
+MIN_SECRET_BYTES = 32
+# The flag that sets each field, for messages: an error names what the operator typed.
+FLAGS = {
+    "listen": "--listen",
+    "database_url": "--database-url",
+    "tls_cert": "--tls-cert",
+    "tls_key": "--tls-key",
+}
+TLS_VARIABLES = ("JOBSTATE_TLS_CERT", "JOBSTATE_TLS_KEY")
 
 
 class ConfigError(ValueError):
-    """Bad configuration; the message names the variable and is printed as one line."""
+    """Bad configuration; the message names the flag or variable and is printed as one line."""
+
+
+def check_environment(value: str) -> None:
+    if value not in ENVIRONMENTS:
+        raise ConfigError(f"ENVIRONMENT must be development or production, got {value!r}")
+
+
+def check_secret(variable: str, value: str) -> None:
+    """Production's rule for secrets and tokens: at least MIN_SECRET_BYTES bytes of UTF-8.
+    The message gives the length, never the value."""
+    size = len(value.encode())
+    if size < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"{variable} must be at least {MIN_SECRET_BYTES} bytes in production, got {size}"
+        )
 
 
 def parse_listen(value: str, name: str) -> tuple[str, int]:
@@ -63,38 +93,49 @@ class ServiceConfig:
     max_progress_events: int = 1000
     max_watch_streams: int = 10000
     retention_interval: float = 300.0
+    # Fields set by a flag (field name -> flag), so that errors name the flag.
+    flags: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def _name(self, field_name: str, variable: str) -> str:
+        return self.flags.get(field_name, variable)
 
     def __post_init__(self) -> None:
-        host, _ = parse_listen(self.listen, "JOBSTATE_LISTEN")
+        host, _ = parse_listen(self.listen, self._name("listen", "JOBSTATE_LISTEN"))
+        self._check_database_url()
+        check_environment(self.environment)
+        if self.sqlite_synchronous not in ("NORMAL", "FULL"):
+            raise ConfigError("JOBSTATE_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+        self._check_tls()
+        if self.environment == "production":
+            if self.api_token:
+                check_secret("JOBSTATE_API_TOKEN", self.api_token)
+            elif not is_loopback(host):
+                raise ConfigError(
+                    f"refusing to listen on non-loopback {self.listen} in production without "
+                    "JOBSTATE_API_TOKEN"
+                )
+
+    def _check_database_url(self) -> None:
+        name = self._name("database_url", "JOBSTATE_DATABASE_URL")
         try:
             url = make_url(self.database_url)
         except ArgumentError:
-            raise ConfigError(
-                f"JOBSTATE_DATABASE_URL is not a database URL: {self.database_url!r}"
-            ) from None
+            raise ConfigError(f"{name} is not a database URL: {self.database_url!r}") from None
         if url.drivername not in SUPPORTED_DRIVERS:
             raise ConfigError(
-                f"JOBSTATE_DATABASE_URL must use one of {', '.join(SUPPORTED_DRIVERS)}, "
-                f"got {url.drivername!r}"
+                f"{name} must use one of {', '.join(SUPPORTED_DRIVERS)}, got {url.drivername!r}"
             )
         if url.drivername.startswith("sqlite") and url.database in (None, "", ":memory:"):
-            raise ConfigError("JOBSTATE_DATABASE_URL must name a SQLite file, not memory")
-        if self.environment not in ENVIRONMENTS:
-            raise ConfigError(
-                f"ENVIRONMENT must be one of {ENVIRONMENTS}, got {self.environment!r}"
-            )
-        if self.sqlite_synchronous not in ("NORMAL", "FULL"):
-            raise ConfigError("JOBSTATE_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+            raise ConfigError(f"{name} must name a SQLite file, not memory")
+
+    def _check_tls(self) -> None:
+        from_flags = "tls_cert" in self.flags or "tls_key" in self.flags
+        cert, key = ("--tls-cert", "--tls-key") if from_flags else TLS_VARIABLES
         if bool(self.tls_cert) != bool(self.tls_key):
-            raise ConfigError("--tls-cert and --tls-key must be given together")
-        for path in (self.tls_cert, self.tls_key):
+            raise ConfigError(f"{cert} and {key} must be given together")
+        for name, path in ((cert, self.tls_cert), (key, self.tls_key)):
             if path and not Path(path).is_file():
-                raise ConfigError(f"TLS file {path!r} does not exist")
-        if self.environment == "production" and not is_loopback(host) and not self.api_token:
-            raise ConfigError(
-                f"refusing to listen on non-loopback {self.listen} in production without "
-                "JOBSTATE_API_TOKEN"
-            )
+                raise ConfigError(f"{name} {path!r} is not a readable file")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: str | None) -> ServiceConfig:
@@ -113,5 +154,7 @@ class ServiceConfig:
             "max_watch_streams": int(_number(environ, "JOBSTATE_MAX_WATCH_STREAMS", 10000, 1)),
             "retention_interval": _number(environ, "JOBSTATE_RETENTION_INTERVAL", 300.0, 0.01),
         }
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values.update(given)
+        values["flags"] = {k: FLAGS[k] for k in given if k in FLAGS}
         return cls(**values)  # type: ignore[arg-type]

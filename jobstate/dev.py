@@ -79,5 +79,9 @@ async def run(environ: Mapping[str, str], stop: asyncio.Event | None = None) -> 
 
 
 def main(environ: Mapping[str, str]) -> int:
-    logs.setup(environ.get("JOBSTATE_LOG_LEVEL"))
+    try:
+        logs.setup(environ.get("JOBSTATE_LOG_LEVEL"))
+    except ConfigError as exc:
+        print(f"jobstate dev: {exc}", file=sys.stderr)
+        return 2
     return asyncio.run(run(environ))

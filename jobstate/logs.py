@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
+
+from jobstate.config import ConfigError
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,13 +23,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup(level: str | None = None) -> None:
-    """Log JSON lines to stderr at `level` (default JOBSTATE_LOG_LEVEL, INFO); an unknown
-    level stops the process with one clear line, like any bad configuration."""
+    """Log JSON lines to stderr at `level` (default JOBSTATE_LOG_LEVEL, INFO). An unknown
+    level raises ConfigError, like any bad configuration (the command prints it and exits 2)."""
     name = (level or os.environ.get("JOBSTATE_LOG_LEVEL") or "INFO").upper()
     if not isinstance(logging.getLevelName(name), int):
-        sys.exit(
-            f"jobstate: JOBSTATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {name!r}"
-        )
+        raise ConfigError(f"JOBSTATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {name!r}")
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -180,8 +180,8 @@ async def _serve(config: ServiceConfig) -> int:
 
 
 def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    logs.setup(environ.get("JOBSTATE_LOG_LEVEL"))
     try:
+        logs.setup(environ.get("JOBSTATE_LOG_LEVEL"))
         config = ServiceConfig.from_env(
             environ,
             listen=args.listen,

@@ -4,13 +4,20 @@ Every jobstate service's command must parse with `jobstate.cli._parser()`, every
 sets must be one the code reads (names collected from the source), and the configuration the
 code builds from that environment must be the intended one: replicas on the compose
 PostgreSQL, gateways on both replicas and on MinIO's bucket, callbacks through the proxy.
+
+It is a production topology (DESIGN.md, "Operational rules"): every process runs
+ENVIRONMENT=production, every secret is required (`${VAR:?}`) and has no default, and only the
+proxy and MinIO's S3 API are published, on 127.0.0.1 unless BIND says otherwise.
+`.env.example` names exactly the variables the file reads, with no secret in it. The file is
+read as compose would with that `.env` filled in by an operator (secrets generated here).
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +33,15 @@ from jobstate.config import ServiceConfig
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
-_INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+ENV_EXAMPLE = REPO / ".env.example"
+# Compose's ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}.
+_INTERPOLATION = re.compile(r"\$\{(\w+)(?:(:?)([-?])([^}]*))?\}")
+# Variables whose values are credentials: never a default, never a literal.
+_CREDENTIAL = re.compile(r"SECRET|PASSWORD|TOKEN|API_KEY|ACCESS_KEY|ROOT_USER")
+REQUIRED = {
+    "POSTGRES_PASSWORD", "JOBSTATE_API_TOKEN", "JOBSTATE_JWT_SECRET",
+    "JOBSTATE_CALLBACK_SECRET", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD",
+}  # fmt: skip
 # A variable name read from an environment mapping: environ.get("X"), env["X"],
 # _number(environ, "X", ...), _seconds(env, "X", ...), os.environ.get("X").
 _READ = re.compile(r"\b(?:environ|env)\b[^\"\n]*\"([A-Z][A-Z0-9_]{2,})\"")
@@ -48,20 +63,50 @@ def read_variables(paths: Iterable[str]) -> set[str]:
     return names
 
 
-def interpolate(value: Any) -> Any:
-    """Compose's `${NAME:-default}` with nothing set in the environment, and `$$` → `$`."""
-    if isinstance(value, str):
-        return _INTERPOLATION.sub(lambda m: m.group(2) or "", value).replace("$$", "$")
+class Refused(Exception):
+    """Compose would refuse to start: a required variable (`${NAME:?}`) is unset or empty."""
+
+
+def interpolate(value: Any, env: Mapping[str, str]) -> Any:
+    """What compose makes of `value` with `env` as its .env file, and `$$` → `$`."""
     if isinstance(value, list):
-        return [interpolate(v) for v in value]
+        return [interpolate(v, env) for v in value]
     if isinstance(value, dict):
-        return {k: interpolate(v) for k, v in value.items()}
-    return value
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, colon, kind, argument = match.groups()
+        given = env.get(name)
+        missing = given is None or (colon == ":" and given == "")
+        if kind == "?" and missing:
+            raise Refused(f"{name}: {argument}")
+        return argument if kind == "-" and missing else given or ""
+
+    return _INTERPOLATION.sub(substitute, value).replace("$$", "$")
+
+
+def env_example() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines())
+    return {name: value for name, value in (p for p in pairs if len(p) == 2)}
+
+
+def operator_env(**extra: str) -> dict[str, str]:
+    """.env.example with every required secret filled in the way it tells the operator to."""
+    env = env_example()
+    env.update({name: secrets.token_hex(32) for name in REQUIRED})
+    env["MINIO_ROOT_USER"] = "jobstate-admin"
+    return {**env, "GATEWAY_SIMULATED_WORKER": "1", **extra}
+
+
+def raw_compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return interpolate(yaml.safe_load(COMPOSE.read_text()))
+    return interpolate(raw_compose(), operator_env())
 
 
 def jobstate_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -189,7 +234,7 @@ def test_gateways_reach_both_replicas_minio_and_each_other(
         # Callbacks go through the proxy, so they may land on either gateway.
         public = urlsplit(config.public_url)
         assert (public.hostname, public.port) == ("proxy", 8080)
-        assert "8080:8080" in services["proxy"]["ports"]
+        assert services["proxy"]["ports"] == ["127.0.0.1:8080:8080"]
         assert "http://localhost:8080" in config.allowed_origins
     # Any gateway must accept the other's user and callback tokens.
     assert len({(c.jwt_secret, c.callback_secret) for c in configs}) == 1
@@ -245,3 +290,93 @@ def test_minio_init_creates_the_bucket_after_minio_is_healthy(compose: dict[str,
     script = init["entrypoint"][-1]
     assert "mc alias set local http://minio:9000" in script
     assert "mc mb --ignore-existing local/reel-ballers-users" in script
+
+
+# --- a production topology -------------------------------------------------------------------
+
+
+def strings(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    """(path, text) of every string in the raw file (anchors already merged by the loader)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from strings(item, f"{where}[{index}]")
+    elif isinstance(value, str):
+        yield where, value
+
+
+def test_every_process_runs_in_production(compose: dict[str, Any], tmp_path: Path) -> None:
+    for service in by_command(compose, "serve").values():
+        assert service_config(service).environment == "production"
+    for service in by_command(compose, "gateway").values():
+        config = gateway_config(service, tmp_path)
+        assert (config.environment, config.development) == ("production", False)
+    (reconcile,) = by_command(compose, "reconcile").values()
+    assert ReconcileConfig.from_env(environment(reconcile)).environment == "production"
+    assert not list(tmp_path.iterdir())  # production generates no secrets
+
+
+def test_every_secret_is_required_and_has_no_default() -> None:
+    used = {}
+    for where, text in strings(raw_compose()):
+        for name, colon, kind, argument in _INTERPOLATION.findall(text):
+            used.setdefault(name, set()).add((colon, kind, argument != ""))
+            if _CREDENTIAL.search(name):
+                assert kind in ("?", "") or not argument, f"{where}: {name} has a default"
+        key = where.rpartition(".")[2]
+        if _CREDENTIAL.search(key) and text:
+            assert "${" in text, f"{where} is a literal credential"
+    for name in REQUIRED:
+        assert used[name] == {(":", "?", True)}, f"{name} must be ${{{name}:?...}} everywhere"
+    for name in REQUIRED:
+        with pytest.raises(Refused, match=name):
+            interpolate(raw_compose(), {**operator_env(), name: ""})
+
+
+def test_only_the_proxy_and_minios_api_are_published_on_loopback() -> None:
+    published = {
+        name: service["ports"]
+        for name, service in interpolate(raw_compose(), operator_env())["services"].items()
+        if service.get("ports")
+    }
+    assert published == {"proxy": ["127.0.0.1:8080:8080"], "minio": ["127.0.0.1:9000:9000"]}
+    everywhere = interpolate(raw_compose(), operator_env(BIND="0.0.0.0"))["services"]
+    assert everywhere["proxy"]["ports"] == ["0.0.0.0:8080:8080"]
+    # MinIO's console (its own login page) stays inside the compose network.
+    assert ":9001" not in " ".join(text for _, text in strings(raw_compose()["services"]["minio"]))
+
+
+def test_env_example_names_every_variable_the_file_reads_and_holds_no_secret() -> None:
+    read = {name for _, text in strings(raw_compose()) for name, *_ in _INTERPOLATION.findall(text)}
+    example = env_example()
+    assert set(example) == read
+    assert {name: example[name] for name in REQUIRED} == dict.fromkeys(REQUIRED, "")
+    ignored = (REPO / ".gitignore").read_text().split() + (
+        REPO / ".dockerignore"
+    ).read_text().split()
+    assert ".env" in ignored  # the filled-in copy is never committed or baked into the image
+
+
+def test_without_a_worker_choice_the_gateways_refuse_to_start(tmp_path: Path) -> None:
+    env = {**operator_env(), "GATEWAY_SIMULATED_WORKER": ""}
+    gateways = by_command(interpolate(raw_compose(), env), "gateway").values()
+    for service in gateways:
+        with pytest.raises(ValueError, match="GATEWAY_SIMULATED_WORKER=1"):
+            gateway_config(service, tmp_path)
+    runpod = operator_env(
+        GATEWAY_SIMULATED_WORKER="",
+        RUNPOD_ENDPOINT_URL="https://api.runpod.ai/v2/abc",
+        RUNPOD_API_KEY="rp-key",
+        GATEWAY_PUBLIC_URL="https://jobs.example",
+    )
+    services = interpolate(raw_compose(), runpod)
+    for service in by_command(services, "gateway").values():
+        config = gateway_config(service, tmp_path)
+        assert (config.runpod_endpoint_url, config.public_url) == (
+            "https://api.runpod.ai/v2/abc",
+            "https://jobs.example",
+        )
+    (reconcile,) = by_command(services, "reconcile").values()
+    assert ReconcileConfig.from_env(environment(reconcile)).runpod_api_key == "rp-key"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from jobstate import logs
+from jobstate.config import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -25,9 +26,9 @@ def test_level_names_are_case_insensitive(given: str, level: int) -> None:
     assert logging.getLogger().level == level
 
 
-def test_unknown_level_stops_with_one_line() -> None:
-    with pytest.raises(SystemExit) as stop:
+def test_unknown_level_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError) as error:
         logs.setup("loud")
-    assert stop.value.code == (
-        "jobstate: JOBSTATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got 'LOUD'"
+    assert str(error.value) == (
+        "JOBSTATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got 'LOUD'"
     )

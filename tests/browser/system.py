@@ -152,6 +152,7 @@ class System:
             "R2_BUCKET": BUCKET,
             "SIMWORKER_STEP_SECONDS": str(self.sim_step_seconds),
             "RUNPOD_ENDPOINT_URL": self.runpod_url,
+            "GATEWAY_SIMULATED_WORKER": "1",
             "RUNPOD_API_KEY": "test-runpod-key" if self.runpod_url else "",
         }
         for name in ("JOBSTATE_LISTEN", "GATEWAY_LISTEN", "JOBSTATE_TARGET", "RUNPOD_ENDPOINT"):

@@ -81,9 +81,10 @@ async def gateway(serve_via_proxy: tuple[ServeProcess, TcpProxy]) -> AsyncIterat
     gateway = Gateway(
         GatewayConfig(
             jwt_secret=JWT_SECRET,
-            callback_secret="outage-callback-secret",
+            callback_secret="outage-callback-secret-0123456789abcdef",
             port=0,
             jobstate_target=proc.target,
+            simulated_worker=True,
         )
     )
     await gateway.start()

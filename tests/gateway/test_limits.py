@@ -15,7 +15,11 @@ from gwstack import Stack, eventually
 from gateway.config import ConfigError, GatewayConfig
 from gateway.limits import CLOSE_TOO_MANY
 
-SECRETS = {"JOBSTATE_JWT_SECRET": "j" * 40, "JOBSTATE_CALLBACK_SECRET": "c" * 40}
+SECRETS = {
+    "JOBSTATE_JWT_SECRET": "j" * 40,
+    "JOBSTATE_CALLBACK_SECRET": "c" * 40,
+    "GATEWAY_SIMULATED_WORKER": "1",
+}
 START = "/api/export/overlay/start"
 
 

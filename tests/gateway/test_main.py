@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 
 import aiohttp
@@ -26,18 +27,78 @@ async def run(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
     )
 
 
-async def test_bad_configuration_exits_non_zero_with_one_line() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBSTATE_", "GATEWAY_"))}
-    process = await run(env={**env, "ENVIRONMENT": "production"})
-    _, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 2
-    assert err.decode().strip().splitlines() == [
-        "jobstate gateway: JOBSTATE_JWT_SECRET is required when ENVIRONMENT=production"
-    ]
-    process = await run("--listen", "nonsense", env={**env, "ENVIRONMENT": "development"})
-    _, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 2 and len(err.decode().strip().splitlines()) == 1
-    assert "--listen" in err.decode()
+def clean_env(**extra: str) -> dict[str, str]:
+    prefixes = ("JOBSTATE_", "GATEWAY_", "RUNPOD_", "R2_", "ENVIRONMENT")
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(prefixes)}, **extra}
+
+
+async def outcome(*args: str, env: dict[str, str]) -> tuple[int | None, list[str]]:
+    """The exit code and stderr lines of a gateway that should stop at start."""
+    process = await run(*args, env=env)
+    try:
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return None, ["still running after 60 s"]
+    return process.returncode, err.decode().strip().splitlines()
+
+
+STRONG = {"JOBSTATE_JWT_SECRET": JWT_SECRET, "JOBSTATE_CALLBACK_SECRET": CALLBACK_SECRET}
+SIMULATED = {**STRONG, "GATEWAY_SIMULATED_WORKER": "1"}
+
+
+async def test_bad_configuration_exits_2_with_one_line_naming_what_was_used() -> None:
+    cases = {
+        "no secret": ((), {"ENVIRONMENT": "production"}),
+        "bad --listen": (("--listen", "nonsense"), {"ENVIRONMENT": "development"}),
+        "bad GATEWAY_LISTEN": ((), {"ENVIRONMENT": "development", "GATEWAY_LISTEN": "nonsense"}),
+        "weak secret": ((), {**STRONG, "JOBSTATE_CALLBACK_SECRET": "short"}),
+        "no worker": ((), STRONG),
+        "bad target": ((), {**SIMULATED, "JOBSTATE_TARGET": "::::"}),
+        "bad --jobstate-target": (("--jobstate-target", "::::"), SIMULATED),
+        "bad log level": ((), {**SIMULATED, "JOBSTATE_LOG_LEVEL": "loud"}),
+    }
+    results = await asyncio.gather(
+        *(outcome(*args, env=clean_env(**env)) for args, env in cases.values())
+    )
+    prefix = "jobstate gateway: "
+    target = (
+        " must be host:port, ipv4:address[:port][,...], ipv6:address or [address]:port[,...], "
+        "dns:[//authority/]host[:port] or unix:path, got '::::'"
+    )
+    assert dict(zip(cases, results, strict=True)) == {
+        "no secret": (2, [prefix + "JOBSTATE_JWT_SECRET is required in production"]),
+        "bad --listen": (2, [prefix + "--listen must be host:port, got 'nonsense'"]),
+        "bad GATEWAY_LISTEN": (2, [prefix + "GATEWAY_LISTEN must be host:port, got 'nonsense'"]),
+        "weak secret": (
+            2,
+            [prefix + "JOBSTATE_CALLBACK_SECRET must be at least 32 bytes in production, got 5"],
+        ),
+        "no worker": (
+            2,
+            [
+                prefix + "RUNPOD_ENDPOINT_URL is required in production; "
+                "set GATEWAY_SIMULATED_WORKER=1 to run the simulated worker instead"
+            ],
+        ),
+        "bad target": (2, [prefix + "JOBSTATE_TARGET" + target]),
+        "bad --jobstate-target": (2, [prefix + "--jobstate-target" + target]),
+        "bad log level": (
+            2,
+            [prefix + "JOBSTATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got 'LOUD'"],
+        ),
+    }
+
+
+async def test_a_taken_port_exits_1_with_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, lines = await outcome("--listen", f"127.0.0.1:{port}", env=clean_env(**SIMULATED))
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"jobstate gateway: cannot listen on 127.0.0.1:{port}: ")
 
 
 async def test_sigterm_closes_sockets_with_1001_and_exits_0(
@@ -50,6 +111,7 @@ async def test_sigterm_closes_sockets_with_1001_and_exits_0(
         "JOBSTATE_JWT_SECRET": JWT_SECRET,
         "JOBSTATE_CALLBACK_SECRET": CALLBACK_SECRET,
         "RUNPOD_ENDPOINT_URL": "",
+        "GATEWAY_SIMULATED_WORKER": "1",
         "SIMWORKER_STEP_SECONDS": "60",
     }
     process = await run(

@@ -73,7 +73,7 @@ async def test_cancel_survives_runpod_being_down(make_stack) -> None:
 
 
 async def test_simulated_worker_walks_the_job_to_complete_over_http(make_stack) -> None:
-    stack = await make_stack(runpod_endpoint_url="", runpod_api_key="")
+    stack = await make_stack(runpod_endpoint_url="", runpod_api_key="", simulated_worker=True)
     job_id = await stack.start_job("sim-user")
     ws = await stack.socket(job_id, "sim-user")
     messages = []

@@ -29,7 +29,11 @@ from gateway.translate import http_error, is_number, loads
         ),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "details"),
         (grpc.StatusCode.INTERNAL, 500, "internal error"),
-        (grpc.StatusCode.UNAUTHENTICATED, 500, "internal error"),
+        (
+            grpc.StatusCode.UNAUTHENTICATED,
+            503,
+            "the jobstate service is unavailable; try again shortly",
+        ),
         (grpc.StatusCode.UNKNOWN, 500, "internal error"),
     ],
 )

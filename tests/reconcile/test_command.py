@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from support.fakerunpod import FakeRunPod
@@ -16,9 +17,10 @@ from support.servers import REPO, service
 
 from gateway.client import JobStateClient
 from gateway.metrics import Metrics
+from gateway.reconcile import ReconcileConfig, run_until
 from jobstate.v1 import jobstate_pb2 as pb
 
-TOKEN = "service-token-for-tests"
+TOKEN = "service-token-for-tests-0123456789abcdef"
 
 
 def reconcile_env(**extra: str) -> dict[str, str]:
@@ -70,19 +72,83 @@ async def test_reconcile_command_settles_quiet_jobs_then_exits_on_sigterm(
     assert ("GET", "/status/rp-9", "Bearer rp-key") in fake_runpod.requests
 
 
-def test_bad_configuration_is_one_clear_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "jobstate.cli", "reconcile"],
-        cwd=REPO,
-        env=reconcile_env(JOBSTATE_STALE_AFTER="ten minutes"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert (result.returncode, result.stderr) == (
-        2,
-        "jobstate reconcile: JOBSTATE_STALE_AFTER must be a number of seconds, got 'ten minutes'\n",
-    )
+async def reconcile_outcome(**env: str) -> tuple[int | None, str]:
+    """Exit code and stderr of a `jobstate reconcile` that should stop at start."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "jobstate.cli", "reconcile", cwd=REPO, env=reconcile_env(**env),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None, "still running after 60 s"
+    return proc.returncode, stderr.decode()
+
+
+async def test_bad_configuration_exits_2_with_one_clear_line() -> None:
+    cases = {
+        "stale-after": {"JOBSTATE_STALE_AFTER": "ten minutes"},
+        "weak-token": {"JOBSTATE_API_TOKEN": "t0ken"},
+        "weak-token-in-production": {"ENVIRONMENT": "production", "JOBSTATE_API_TOKEN": "t0ken"},
+        "environment": {"ENVIRONMENT": "staging"},
+        "target": {"JOBSTATE_TARGET": "::::"},
+        "log-level": {"JOBSTATE_LOG_LEVEL": "loud"},
+    }
+    results = await asyncio.gather(*(reconcile_outcome(**env) for env in cases.values()))
+    prefix = "jobstate reconcile: "
+    weak = prefix + "JOBSTATE_API_TOKEN must be at least 32 bytes in production, got 5\n"
+    assert dict(zip(cases, results, strict=True)) == {
+        "stale-after": (
+            2,
+            prefix + "JOBSTATE_STALE_AFTER must be a number of seconds, got 'ten minutes'\n",
+        ),
+        "weak-token": (2, weak),
+        "weak-token-in-production": (2, weak),
+        "environment": (
+            2,
+            prefix + "ENVIRONMENT must be development or production, got 'staging'\n",
+        ),
+        "target": (
+            2,
+            prefix + "JOBSTATE_TARGET must be host:port, ipv4:address[:port][,...], "
+            "ipv6:address or [address]:port[,...], dns:[//authority/]host[:port] or unix:path, "
+            "got '::::'\n",
+        ),
+        "log-level": (
+            2,
+            prefix + "JOBSTATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got 'LOUD'\n",
+        ),
+    }
+
+
+async def test_stop_cancels_the_round_in_flight() -> None:
+    """A round waiting on a service that never answers (here: a listener that accepts and
+    stays silent, so the ListJobs waits for its deadline) ends as soon as stop is set."""
+    accepted = asyncio.Event()
+    peers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer)
+        accepted.set()
+
+    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    # An hour's deadline: without the cancel, stopping would wait for it.
+    config = replace(ReconcileConfig(jobstate_target=f"127.0.0.1:{port}"), rpc_timeout=3600)
+    stop = asyncio.Event()
+    reconciling = asyncio.create_task(run_until(config, stop))
+    try:
+        await asyncio.wait_for(accepted.wait(), 60)
+        stop.set()
+        await asyncio.wait_for(asyncio.shield(reconciling), 60)
+    finally:
+        reconciling.cancel()
+        for writer in peers:
+            writer.close()
+        listener.close()
+        await listener.wait_closed()
 
 
 def test_runpod_endpoint_without_key_is_refused() -> None:

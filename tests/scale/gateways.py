@@ -34,6 +34,7 @@ def gateway_env(**extra: str) -> dict[str, str]:
         "JOBSTATE_JWT_SECRET": JWT_SECRET,
         "JOBSTATE_CALLBACK_SECRET": CALLBACK_SECRET,
         # The simulated worker stays out of the way unless a test wants it to run.
+        "GATEWAY_SIMULATED_WORKER": "1",
         "SIMWORKER_STEP_SECONDS": "3600",
         **extra,
     }

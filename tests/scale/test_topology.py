@@ -26,7 +26,7 @@ from .gateways import Browser, GatewayProcess, gateway_env
 pytestmark = pytest.mark.timeout(120)
 
 BUCKET = "reel-ballers-users"
-SERVICE_TOKEN = "topology-service-token"
+SERVICE_TOKEN = "topology-service-token-0123456789abcdef"
 
 
 @pytest.fixture

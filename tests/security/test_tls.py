@@ -22,7 +22,7 @@ from jobstate.config import ConfigError, ServiceConfig
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
-TOKEN = "tls-test-token"
+TOKEN = "tls-test-token-0123456789abcdefghij"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
 
 
@@ -97,7 +97,7 @@ def test_a_missing_tls_file_is_named(tmp_path: Path) -> None:
         ServiceConfig.from_env(
             {"ENVIRONMENT": "development"}, tls_cert=str(missing), tls_key=str(pair.key)
         )
-    assert str(info.value) == f"TLS file {str(missing)!r} does not exist"
+    assert str(info.value) == f"--tls-cert {str(missing)!r} is not a readable file"
 
 
 def test_production_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
@@ -123,8 +123,9 @@ async def test_gateway_and_reconciler_reach_a_tls_service_with_jobstate_tls_ca(
         env = {
             "ENVIRONMENT": "production",
             "JOBSTATE_JWT_SECRET": "tls-test-jwt-secret-that-is-long-enough",
-            "JOBSTATE_CALLBACK_SECRET": "tls-test-callback-secret",
+            "JOBSTATE_CALLBACK_SECRET": "tls-test-callback-secret-0123456789",
             "JOBSTATE_API_TOKEN": TOKEN,
+            "GATEWAY_SIMULATED_WORKER": "1",
             "JOBSTATE_TARGET": target,
             "GATEWAY_LISTEN": "127.0.0.1:0",
         }
@@ -161,6 +162,7 @@ def test_a_missing_tls_ca_file_is_a_configuration_error(tmp_path: Path, build: A
     env = {
         "JOBSTATE_JWT_SECRET": "x" * 40,
         "JOBSTATE_CALLBACK_SECRET": "y" * 40,
+        "GATEWAY_SIMULATED_WORKER": "1",
         "JOBSTATE_TLS_CA": str(tmp_path / "nope.crt"),
     }
     with pytest.raises(ValueError, match=r"JOBSTATE_TLS_CA '.*nope\.crt' is not a readable file"):

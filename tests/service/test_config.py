@@ -22,31 +22,51 @@ from .conftest import SpawnFactory
 
 Env = dict[str, str | None]
 DB = "sqlite+aiosqlite:///./data/never-created.db"
+TOKEN = "a-service-token-of-at-least-32-bytes"
 
 # (id, flags, environment, substrings the one line must contain)
 BAD: list[tuple[str, dict[str, str], Env, list[str]]] = [
-    ("listen-no-port", {"listen": "nonsense"}, {}, ["JOBSTATE_LISTEN", "nonsense"]),
-    ("listen-port-range", {"listen": "127.0.0.1:99999"}, {}, ["JOBSTATE_LISTEN", "99999"]),
-    ("listen-empty-port", {"listen": "127.0.0.1:"}, {}, ["JOBSTATE_LISTEN"]),
+    ("listen-no-port", {"listen": "nonsense"}, {}, ["--listen", "nonsense"]),
+    ("listen-port-range", {"listen": "127.0.0.1:99999"}, {}, ["--listen", "99999"]),
+    ("listen-empty-port", {"listen": "127.0.0.1:"}, {}, ["--listen"]),
     ("listen-env", {}, {"JOBSTATE_LISTEN": "localhost"}, ["JOBSTATE_LISTEN", "localhost"]),
     (
         "database-scheme",
         {"database_url": "mysql+aiomysql://u@127.0.0.1/db"},
         {},
-        ["JOBSTATE_DATABASE_URL", "mysql"],
+        ["--database-url", "mysql"],
     ),
     (
         "database-sync-driver",
         {"database_url": "postgresql://postgres@127.0.0.1/db"},
         {},
-        ["JOBSTATE_DATABASE_URL", "postgresql+asyncpg"],
+        ["--database-url", "postgresql+asyncpg"],
     ),
-    ("database-not-a-url", {"database_url": "not a url"}, {}, ["JOBSTATE_DATABASE_URL"]),
+    ("database-not-a-url", {"database_url": "not a url"}, {}, ["--database-url"]),
     (
         "database-memory",
         {"database_url": "sqlite+aiosqlite:///:memory:"},
         {},
-        ["JOBSTATE_DATABASE_URL"],
+        ["--database-url"],
+    ),
+    ("tls-cert-flag-alone", {"tls_cert": "c.pem"}, {}, ["--tls-cert and --tls-key"]),
+    (
+        "tls-cert-variable-alone",
+        {},
+        {"JOBSTATE_TLS_CERT": "c.pem"},
+        ["JOBSTATE_TLS_CERT and JOBSTATE_TLS_KEY"],
+    ),
+    (
+        "weak-token",
+        {},
+        {"ENVIRONMENT": "production", "JOBSTATE_API_TOKEN": "t0ken"},
+        ["JOBSTATE_API_TOKEN must be at least 32 bytes in production, got 5"],
+    ),
+    (
+        "weak-token-by-default",
+        {"listen": "0.0.0.0:50051"},
+        {"JOBSTATE_API_TOKEN": "t" * 31},
+        ["JOBSTATE_API_TOKEN must be at least 32 bytes in production, got 31"],
     ),
     (
         "database-env",
@@ -67,7 +87,12 @@ BAD: list[tuple[str, dict[str, str], Env, list[str]]] = [
         ["JOBSTATE_API_TOKEN"],
     ),
     ("production-by-default", {"listen": "0.0.0.0:50051"}, {}, ["JOBSTATE_API_TOKEN"]),
-    ("environment-unknown", {}, {"ENVIRONMENT": "staging"}, ["ENVIRONMENT", "staging"]),
+    (
+        "environment-unknown",
+        {},
+        {"ENVIRONMENT": "staging"},
+        ["ENVIRONMENT must be development or production, got 'staging'"],
+    ),
     (
         "sqlite-synchronous",
         {},
@@ -88,9 +113,14 @@ GOOD: list[tuple[str, dict[str, str], Env]] = [
     (
         "production-public-with-token",
         {"listen": "0.0.0.0:50051"},
-        {"ENVIRONMENT": "production", "JOBSTATE_API_TOKEN": "t0ken"},
+        {"ENVIRONMENT": "production", "JOBSTATE_API_TOKEN": TOKEN},
     ),
     ("development-public", {"listen": "0.0.0.0:50051"}, {"ENVIRONMENT": "development"}),
+    (
+        "development-short-token",
+        {"listen": "0.0.0.0:50051"},
+        {"ENVIRONMENT": "development", "JOBSTATE_API_TOKEN": "t0ken"},
+    ),
     ("flag-beats-bad-listen-env", {"listen": "127.0.0.1:1"}, {"JOBSTATE_LISTEN": "nonsense"}),
     (
         "flag-beats-bad-database-env",
@@ -131,8 +161,8 @@ def test_good_configuration_is_accepted(flags: dict[str, str], env: Env) -> None
 
 
 def test_secrets_stay_out_of_repr() -> None:
-    cfg = config({}, {"JOBSTATE_API_TOKEN": "s3cret-token"})
-    assert "s3cret-token" not in repr(cfg)
+    cfg = config({}, {"JOBSTATE_API_TOKEN": TOKEN})
+    assert TOKEN not in repr(cfg)
 
 
 # --- the real process ---------------------------------------------------------------------
@@ -148,10 +178,11 @@ def _flags(flags: dict[str, str]) -> list[str]:
 
 
 async def run_bad(spawn: SpawnFactory, db: str, flags: dict[str, str], env: Env) -> tuple:
+    """(exit code, stderr lines): 2 for bad configuration, 1 for a failed start."""
     args = _flags({"database_url": db} | flags)
     serve = await spawn(*args, env=env, listening=False)
     code = await serve.wait()
-    return code != 0, [line for line in serve.stderr if line.strip()]
+    return code, [line for line in serve.stderr if line.strip()]
 
 
 async def test_bad_configuration_stops_the_process_with_one_clear_line(
@@ -161,25 +192,38 @@ async def test_bad_configuration_stops_the_process_with_one_clear_line(
         "bad listen address": ({"listen": "nonsense"}, {}),
         "bad database URL scheme": ({"database_url": "mysql+aiomysql://u@h/db"}, {}),
         "production, public, no token": ({"listen": "0.0.0.0:0"}, {"ENVIRONMENT": "production"}),
+        "bad listen variable": ({}, {"JOBSTATE_LISTEN": "nonsense"}),
+        "bad log level": ({"listen": "127.0.0.1:0"}, {"JOBSTATE_LOG_LEVEL": "loud"}),
     }
     results = await asyncio.gather(*(run_bad(spawn, db, f, e) for f, e in cases.values()))
     assert dict(zip(cases, results, strict=True)) == {
         "bad listen address": (
-            True,
-            ["jobstate serve: JOBSTATE_LISTEN must be host:port, got 'nonsense'"],
+            2,
+            ["jobstate serve: --listen must be host:port, got 'nonsense'"],
         ),
         "bad database URL scheme": (
-            True,
+            2,
             [
-                "jobstate serve: JOBSTATE_DATABASE_URL must use one of sqlite+aiosqlite, "
+                "jobstate serve: --database-url must use one of sqlite+aiosqlite, "
                 "postgresql+asyncpg, got 'mysql+aiomysql'"
             ],
         ),
         "production, public, no token": (
-            True,
+            2,
             [
                 "jobstate serve: refusing to listen on non-loopback 0.0.0.0:0 in production "
                 "without JOBSTATE_API_TOKEN"
+            ],
+        ),
+        "bad listen variable": (
+            2,
+            ["jobstate serve: JOBSTATE_LISTEN must be host:port, got 'nonsense'"],
+        ),
+        "bad log level": (
+            2,
+            [
+                "jobstate serve: JOBSTATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, "
+                "got 'LOUD'"
             ],
         ),
     }
@@ -188,9 +232,9 @@ async def test_bad_configuration_stops_the_process_with_one_clear_line(
 async def test_listen_address_not_on_this_host_stops_with_one_clear_line(
     spawn: SpawnFactory, db: str
 ) -> None:
-    # TEST-NET-1 is never a local address, so binding fails: only a start can tell.
-    failed, lines = await run_bad(spawn, db, {"listen": "192.0.2.1:50051"}, {})
-    assert (failed, len(lines)) == (True, 1), lines
+    # TEST-NET-1 is never a local address, so binding fails: only a start can tell (exit 1).
+    code, lines = await run_bad(spawn, db, {"listen": "192.0.2.1:50051"}, {})
+    assert (code, len(lines)) == (1, 1), lines
     assert "192.0.2.1:50051" in lines[0]
 
 
@@ -199,9 +243,10 @@ async def test_unreachable_database_stops_with_a_clear_last_line(spawn: SpawnFac
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"postgresql+asyncpg://postgres:hunter2@127.0.0.1:{port}/jobstate"
-    failed, lines = await run_bad(spawn, url, {"listen": "127.0.0.1:0"}, {})
-    # One line naming the store (never its password) and what the driver said.
-    assert failed
+    code, lines = await run_bad(spawn, url, {"listen": "127.0.0.1:0"}, {})
+    # One line naming the store (never its password) and what the driver said; a failed
+    # start, not bad configuration: exit 1.
+    assert code == 1
     assert len(lines) == 1, lines
     shown = url.replace("hunter2", "***")
     assert lines[0].startswith(f"jobstate serve: cannot open the job store {shown}: "), lines
@@ -220,7 +265,7 @@ async def test_good_configuration_starts(spawn: SpawnFactory, tmp_path: Path) ->
     cases = {
         "production-public-with-token": (
             {"listen": "0.0.0.0:0"},
-            {"ENVIRONMENT": "production", "JOBSTATE_API_TOKEN": "t0ken"},
+            {"ENVIRONMENT": "production", "JOBSTATE_API_TOKEN": TOKEN},
         ),
         "production-loopback-flags-beat-variables": (
             {"listen": "127.0.0.1:0"},
