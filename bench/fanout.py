@@ -319,7 +319,7 @@ async def harness(args: argparse.Namespace) -> None:
                 sys.executable,
                 *profile,
                 "-m",
-                "jobstate.cli",
+                "jobstate_cli",
                 "gateway",
                 "--listen",
                 f"127.0.0.1:{gw_port}",

@@ -1,2 +1,3 @@
-"""The `jobstate` command's operator subcommands (`jobstate jobs ...`), built on
-`jobstate.client` only: no gRPC, no database."""
+"""The `jobstate` command: the one package that composes the service (`jobstate`) and the
+gateway (`gateway`). `main` dispatches the subcommands, `dev` runs everything in one process,
+`jobs` holds the operator commands (built on `jobstate.client` only)."""

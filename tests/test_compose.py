@@ -1,6 +1,6 @@
 """docker-compose.yml against the real CLI and configuration (no Docker engine needed).
 
-Every jobstate service's command must parse with `jobstate.cli._parser()`, every variable it
+Every jobstate service's command must parse with `jobstate_cli.main._parser()`, every variable it
 sets must be one the code reads (names collected from the source), and the configuration the
 code builds from that environment must be the intended one: replicas on the compose
 PostgreSQL, gateways on both replicas and on MinIO's bucket, callbacks through the proxy.
@@ -28,8 +28,8 @@ from sqlalchemy.engine import make_url
 
 from gateway.config import GatewayConfig
 from gateway.reconcile import ReconcileConfig
-from jobstate.cli import _parser
 from jobstate.config import ServiceConfig
+from jobstate_cli.main import _parser
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"

@@ -165,7 +165,7 @@ class System:
             self._procs[name] = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "jobstate.cli",
+                "jobstate_cli",
                 *args,
                 cwd=self.workdir,
                 env=self._env(),

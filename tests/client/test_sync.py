@@ -19,7 +19,7 @@ from jobstate.client.sync import JobStateClient
 @pytest.fixture
 def target(tmp_path: Path) -> Iterator[str]:
     address = f"127.0.0.1:{free_port()}"
-    command = [sys.executable, "-m", "jobstate.cli", "serve", "--listen", address]
+    command = [sys.executable, "-m", "jobstate_cli", "serve", "--listen", address]
     command += ["--database-url", sqlite_url(tmp_path)]
     env = {**os.environ, "ENVIRONMENT": "development"}
     proc = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.DEVNULL)

@@ -23,7 +23,7 @@ async def start_dev(cwd: Path, port: int) -> tuple[asyncio.subprocess.Process, s
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "jobstate.cli",
+        "jobstate_cli",
         "dev",
         cwd=cwd,
         env=env,

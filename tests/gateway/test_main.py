@@ -18,7 +18,7 @@ async def run(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "jobstate.cli",
+        "jobstate_cli",
         "gateway",
         *args,
         env=env,

@@ -31,7 +31,7 @@ class ServiceProcess:
             *[
                 sys.executable,
                 "-m",
-                "jobstate.cli",
+                "jobstate_cli",
                 "serve",
                 "--listen",
                 f"127.0.0.1:{self.port}",

@@ -49,7 +49,7 @@ async def test_reconcile_command_settles_quiet_jobs_then_exits_on_sigterm(
             JOBSTATE_RECONCILE_INTERVAL="0.2",
         )
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "jobstate.cli", "reconcile", cwd=REPO, env=env,
+            sys.executable, "-m", "jobstate_cli", "reconcile", cwd=REPO, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:
@@ -75,7 +75,7 @@ async def test_reconcile_command_settles_quiet_jobs_then_exits_on_sigterm(
 async def reconcile_outcome(**env: str) -> tuple[int | None, str]:
     """Exit code and stderr of a `jobstate reconcile` that should stop at start."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "jobstate.cli", "reconcile", cwd=REPO, env=reconcile_env(**env),
+        sys.executable, "-m", "jobstate_cli", "reconcile", cwd=REPO, env=reconcile_env(**env),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -153,7 +153,7 @@ async def test_stop_cancels_the_round_in_flight() -> None:
 
 def test_runpod_endpoint_without_key_is_refused() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "jobstate.cli", "reconcile"],
+        [sys.executable, "-m", "jobstate_cli", "reconcile"],
         cwd=REPO,
         env=reconcile_env(RUNPOD_ENDPOINT_URL="https://api.runpod.ai/v2/abc"),
         capture_output=True,

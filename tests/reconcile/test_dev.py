@@ -28,7 +28,7 @@ async def test_dev_reconciles_a_job_that_was_never_submitted(tmp_path: Path) -> 
         PYTHONPATH=str(REPO),
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "jobstate.cli", "dev", cwd=tmp_path, env=env,
+        sys.executable, "-m", "jobstate_cli", "dev", cwd=tmp_path, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:

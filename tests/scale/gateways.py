@@ -58,7 +58,7 @@ class GatewayProcess:
         """Start on `port` (a free one when 0); the environment may override the public URL."""
         self.port = self.port or free_port()
         env = {**os.environ, "GATEWAY_PUBLIC_URL": self.url, **self.env}
-        command = [sys.executable, "-m", "jobstate.cli", "gateway"]
+        command = [sys.executable, "-m", "jobstate_cli", "gateway"]
         command += ["--listen", f"127.0.0.1:{self.port}", *self.args]
         log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         try:

@@ -94,7 +94,7 @@ class ServeProcess:
         return [
             sys.executable,
             "-m",
-            "jobstate.cli",
+            "jobstate_cli",
             "serve",
             "--listen",
             self.target,
@@ -142,7 +142,7 @@ def _log_file(path: Path | None) -> Any:
 def run_serve(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`jobstate serve ...` to completion (for configuration errors), output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "jobstate.cli", "serve", *args],
+        [sys.executable, "-m", "jobstate_cli", "serve", *args],
         cwd=REPO,
         env={**os.environ, **(env or {})},
         capture_output=True,

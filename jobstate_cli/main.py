@@ -1,4 +1,4 @@
-"""The `jobstate` console script: serve, gateway, reconcile, dev."""
+"""The `jobstate` console script: serve, gateway, reconcile, dev, jobs."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jobstate_cli.jobs import main as jobs_main
 
         return jobs_main(args, environ)
-    from jobstate.dev import main as dev_main
+    from jobstate_cli.dev import main as dev_main
 
     return dev_main(environ)
 
