@@ -81,6 +81,7 @@ class Outbox:
                 self._metrics.messages_dropped.inc()
                 return
         queue.append((payload, coalescible))
+        self._metrics.messages_queued.inc()
         self._kick()
 
     def close(self, code: int, reason: str = "") -> None:
@@ -94,11 +95,17 @@ class Outbox:
     async def aclose(self) -> None:
         """Stop writing (the socket is gone); called by the socket's handler on exit."""
         self._closing = True
+        if self._queue is not None:
+            self._forget(self._queue)
         self._queue = None
         task, self._task = self._task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+    def _forget(self, queue: deque[tuple[str, bool] | _Close]) -> None:
+        self._metrics.messages_queued.dec(sum(isinstance(item, tuple) for item in queue))
+        queue.clear()
 
     def _kick(self) -> None:
         if self._task is None:
@@ -109,16 +116,18 @@ class Outbox:
         try:
             while queue:
                 item = queue.popleft()
+                if isinstance(item, tuple):
+                    self._metrics.messages_queued.dec()
                 if isinstance(item, _Close):
                     await ws.close(code=item.code, message=item.reason.encode())
                     return
                 if ws.closed:
-                    queue.clear()
+                    self._forget(queue)
                     return
                 await ws.send_str(item[0])
                 self._metrics.messages_sent.inc()
         except ConnectionError:  # the peer went away; the handler cleans up
-            queue.clear()
+            self._forget(queue)
         finally:
             if self._task is asyncio.current_task():
                 self._task = None

@@ -148,6 +148,7 @@ class JobWatch:
 
     async def _catch_up(self, watcher: Watcher, after: int) -> None:
         call = self.hub.client.watch(self.job_id, after)
+        self.hub.metrics.watch_replays.inc()
         try:
             async for response in call:
                 watcher.send(Event(response))
@@ -160,6 +161,7 @@ class JobWatch:
             return
         finally:
             call.cancel()
+            self.hub.metrics.watch_replays.dec()
         caught_up = self.latest is not None and watcher.last_version >= self.position
         if not watcher.done and not caught_up:
             # The service ended the stream early (shutting down): a gap is possible, so the

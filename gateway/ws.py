@@ -124,6 +124,7 @@ async def _serve(ws: web.WebSocketResponse, svc: Services, job_id: str, after: i
     svc.hub.join(job_id, watcher, after)
     try:
         async for message in ws:
+            svc.metrics.messages_received.inc()
             if message.type is WSMsgType.TEXT and _is_ping(message.data):
                 outbox.push(PONG)
             # Everything else (other text, binary) is ignored on purpose.
