@@ -171,6 +171,55 @@ async def test_replay_on_a_fresh_gateway_starts_the_shared_stream_there(stack: S
         assert [(m["type"], m["version"]) for m in await client.until(5)] == [("complete", 5)]
 
 
+async def joined(stack: Stack, jobs: int = 1) -> None:
+    """Wait until the gateway's hub holds `jobs` jobs (a socket's join follows its upgrade)."""
+    hub = stack.gateway.services.hub
+
+    async def holds() -> bool:
+        return len(hub) == jobs
+
+    await eventually(holds)
+
+
+async def test_a_socket_without_after_is_greeted_though_the_first_one_had_after(
+    stack: Stack,
+) -> None:
+    job_id = await stack.start_job()
+    await progress(stack, job_id, 10)  # version 3, and then the job stays quiet
+    first = await stack.socket(job_id, after=3)  # nothing to replay: it has seen everything
+    await joined(stack)
+    second = await stack.socket(job_id)
+    message = await second.next()  # comes while the job does not change
+    assert (message["type"], message["status"], message["version"]) == ("status", "processing", 3)
+    await first.nothing_more(0.1)
+    await progress(stack, job_id, 20)
+    for ws in (first, second):
+        assert versions([await ws.next()]) == [4]
+        await ws.close()
+
+
+async def test_a_replay_stream_ends_once_its_socket_caught_up_on_a_quiet_job(
+    stack: Stack,
+) -> None:
+    replays = stack.gateway.services.metrics.watch_replays
+    job_id = await stack.start_job()
+    await progress(stack, job_id, 10, 20)  # versions 3, 4, then quiet
+    first = await stack.socket(job_id, after=4)
+    await joined(stack)
+    behind = await stack.socket(job_id, after=2)
+    assert versions(await behind.until(4)) == [3, 4]
+
+    async def no_replays() -> bool:
+        return replays._value.get() == 0
+
+    await eventually(no_replays)  # the job has not changed: nothing else could end it
+    await progress(stack, job_id, 30)
+    for ws in (first, behind):
+        assert versions([await ws.next()]) == [5]
+        await ws.nothing_more(0.1)
+        await ws.close()
+
+
 async def test_versions_strictly_increase_under_concurrent_callbacks(stack: Stack) -> None:
     job_id = await stack.start_job()
     sockets = [await stack.socket(job_id) for _ in range(3)]
