@@ -33,12 +33,14 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_BAD_REQUEST = 4400
 CLOSE_GOING_AWAY = 1001
 PONG = '{"type":"pong"}'
+MAX_VERSION = 2**64 - 1  # WatchJob's after_version is a uint64
 
 
 def _parse_after(raw: str | None) -> int | None:
+    """The `after` query value: a decimal uint64 (ValueError otherwise) or None when absent."""
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 20:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 20 or int(raw) > MAX_VERSION:
         raise ValueError(raw)
     return int(raw)
 
@@ -98,7 +100,8 @@ async def _admit(
     try:
         after = _parse_after(request.query.get("after"))
     except ValueError:
-        await ws.close(code=CLOSE_BAD_REQUEST, message=b"after must be a version number")
+        message = b"after must be a version number (0 to 2^64-1)"
+        await ws.close(code=CLOSE_BAD_REQUEST, message=message)
         return None
     if not JOB_ID_RE.fullmatch(job_id):
         await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
