@@ -124,7 +124,7 @@ class Outbox:
             self._queue = deque()
         self._queue.append(item)
         self._bytes += len(item[0])
-        self._metrics.messages_queued.inc()
+        self._metrics.queued += 1
         if self._within_caps():
             self._kick()
 
@@ -146,7 +146,7 @@ class Outbox:
 
     def _drop(self) -> None:
         if self._queue is not None:
-            self._metrics.messages_queued.dec(len(self._queue))
+            self._metrics.queued -= len(self._queue)
         self._queue = None
         self._bytes = 0
         self._pong_queued = False
@@ -156,7 +156,7 @@ class Outbox:
         if not queue:
             self._queue = None
         self._bytes -= len(item[0])
-        self._metrics.messages_queued.dec()
+        self._metrics.queued -= 1
         if item is _PONG:
             self._pong_queued = False
         return item[0]

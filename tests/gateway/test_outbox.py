@@ -58,7 +58,7 @@ class Transport(asyncio.BaseTransport):
 
 
 def queued(metrics: Metrics) -> float:
-    return metrics.messages_queued._value.get()
+    return metrics.registry.get_sample_value("gateway_ws_messages_queued")
 
 
 def progress(version: int) -> str:
