@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gateway.context import Services, services
 from gateway.errors import BadRequest, NotFound
-from gateway.translate import STATUS_NAMES, STATUS_VALUES, job_json, loads
+from gateway.translate import STATUS_NAMES, STATUS_VALUES, InvalidJSON, job_json, loads
 from gateway.worker import WorkerError
 from jobstate.domain import JOB_ID_RE, MAX_IDEMPOTENCY_KEY
 from jobstate.v1 import jobstate_pb2 as pb
@@ -45,6 +45,8 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     body = await request.read()  # client_max_size answers 413 beyond the limit
     try:
         data = loads(body)
+    except InvalidJSON as exc:
+        raise BadRequest(f"body must be valid JSON: {exc}") from None
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("body must be valid JSON") from None
     if not isinstance(data, dict):

@@ -3,9 +3,12 @@
 The fan-out never awaits a socket (aiohttp's `send_str` waits for the buffer to drain), it
 only `push`es here, so a slow reader delays nobody else. A socket with >= 64 undelivered
 messages loses intermediate progress messages, latest wins: a progress message replaces a
-progress message at the tail of the queue. Status changes, terminal messages, pongs and the
-close are never dropped, so the queue stays bounded by 64 plus a handful. Nothing is dropped
-or delayed because of time.
+progress message at the tail of the queue. Status changes, terminal messages and the close
+are never dropped. A socket holds at most one pending pong: a ping that finds one queued is
+answered by it, so a client that sends pings and never reads cannot grow the queue (and its
+pings keep aiohttp's heartbeat from ever timing it out). Together these keep a queue near 64
+messages; past a hard cap (MAX_QUEUED messages or MAX_QUEUED_BYTES) the socket is closed with
+1008 at once and its queue dropped. Nothing is dropped or delayed because of time.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ from gateway.metrics import Metrics
 log = logging.getLogger(__name__)
 
 COALESCE_AT = 64
+MAX_QUEUED = 1024
+MAX_QUEUED_BYTES = 1024 * 1024  # messages are ASCII JSON: characters are bytes
+CLOSE_OVERFLOW = 1008
+# A peer that reads nothing cannot take a close frame either: its close is given up then.
+CLOSE_TIMEOUT = 5.0
+PONG = '{"type":"pong"}'
+_PONG = (PONG, False)  # the queued pong, known by identity
 
 
 class Socket(Protocol):
@@ -35,92 +45,160 @@ class Socket(Protocol):
     ) -> bool: ...
 
 
-class _Close:
-    __slots__ = ("code", "reason")
-
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-
-
 class Outbox:
     """Queue + lazily started writer task for one socket. Not thread-safe (one event loop)."""
 
-    __slots__ = ("_closing", "_metrics", "_queue", "_task", "_ws")
+    __slots__ = (
+        "_bytes",
+        "_close",
+        "_closing",
+        "_metrics",
+        "_pong_queued",
+        "_queue",
+        "_task",
+        "_transport",
+        "_ws",
+    )
 
-    def __init__(self, ws: Socket, metrics: Metrics) -> None:
+    def __init__(
+        self, ws: Socket, metrics: Metrics, transport: asyncio.BaseTransport | None = None
+    ) -> None:
+        """`transport` (the socket's connection) is aborted when a socket closed for not
+        reading does not take its close frame either."""
         self._ws = ws
         self._metrics = metrics
-        # Entries: (payload, coalescible) or a _Close, which is always last. None while idle:
-        # an empty deque costs ~600 bytes, times every idle socket.
-        self._queue: deque[tuple[str, bool] | _Close] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._transport = transport
+        # Entries: (payload, coalescible). None while idle: an empty deque costs ~600 bytes,
+        # times every idle socket.
+        self._queue: deque[tuple[str, bool]] | None = None
+        self._bytes = 0
+        self._pong_queued = False
+        self._close: tuple[int, str] | None = None  # sent once the queue is empty
         self._closing = False
+        self._task: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._queue) if self._queue is not None else 0
-
-    def _pending(self) -> deque[tuple[str, bool] | _Close]:
-        if self._queue is None:
-            self._queue = deque()
-        return self._queue
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
 
     def push(self, payload: str, coalescible: bool = False) -> None:
         """Queue a message; a coalescible (progress) one may replace the queued tail."""
         if self._closing:
             return
-        queue = self._pending()
-        if coalescible and len(queue) >= COALESCE_AT:
+        queue = self._queue
+        if coalescible and queue is not None and len(queue) >= COALESCE_AT:
             tail = queue[-1]
-            if isinstance(tail, tuple) and tail[1]:
+            if tail[1]:
                 queue[-1] = (payload, True)
+                self._bytes += len(payload) - len(tail[0])
                 self._metrics.messages_dropped.inc()
+                self._within_caps()
                 return
-        queue.append((payload, coalescible))
-        self._kick()
+        self._append((payload, coalescible))
+
+    def pong(self) -> None:
+        """Answer a ping, unless a pong is still queued: that one answers this ping too."""
+        if self._closing or self._pong_queued:
+            return
+        self._pong_queued = True
+        self._append(_PONG)
 
     def close(self, code: int, reason: str = "") -> None:
         """Close the socket with `code` after every message queued so far has been sent."""
         if self._closing:
             return
         self._closing = True
-        self._pending().append(_Close(code, reason))
+        self._close = (code, reason)
         self._kick()
 
     async def aclose(self) -> None:
         """Stop writing (the socket is gone); called by the socket's handler on exit."""
         self._closing = True
-        self._queue = None
+        self._drop()
         task, self._task = self._task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+    def _append(self, item: tuple[str, bool]) -> None:
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.append(item)
+        self._bytes += len(item[0])
+        self._metrics.queued += 1
+        if self._within_caps():
+            self._kick()
+
+    def _within_caps(self) -> bool:
+        """True while under both hard caps; past one, the socket is being closed with 1008."""
+        if len(self) <= MAX_QUEUED and self._bytes <= MAX_QUEUED_BYTES:
+            return True
+        log.warning(
+            "closing a socket that does not read: %d messages (%d bytes) undelivered",
+            len(self),
+            self._bytes,
+        )
+        self._metrics.overflow_closes.inc()
+        self._closing = True
+        self._drop()
+        stuck, self._task = self._task, None
+        self._task = asyncio.get_running_loop().create_task(self._close_now(stuck))
+        return False
+
+    def _drop(self) -> None:
+        if self._queue is not None:
+            self._metrics.queued -= len(self._queue)
+        self._queue = None
+        self._bytes = 0
+        self._pong_queued = False
+
+    def _pop(self, queue: deque[tuple[str, bool]]) -> str:
+        item = queue.popleft()
+        if not queue:
+            self._queue = None
+        self._bytes -= len(item[0])
+        self._metrics.queued -= 1
+        if item is _PONG:
+            self._pong_queued = False
+        return item[0]
 
     def _kick(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        queue, ws = self._pending(), self._ws
+        ws = self._ws
         try:
-            while queue:
-                item = queue.popleft()
-                if isinstance(item, _Close):
-                    await ws.close(code=item.code, message=item.reason.encode())
-                    return
+            while queue := self._queue:
+                payload = self._pop(queue)
                 if ws.closed:
-                    queue.clear()
+                    self._drop()
                     return
-                await ws.send_str(item[0])
+                await ws.send_str(payload)
                 self._metrics.messages_sent.inc()
+            if self._close is not None:
+                code, reason = self._close
+                await ws.close(code=code, message=reason.encode())
         except ConnectionError:  # the peer went away; the handler cleans up
-            queue.clear()
+            self._drop()
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
-                if not queue and self._queue is queue:
-                    self._queue = None
+
+    async def _close_now(self, stuck: asyncio.Task[None] | None) -> None:
+        """Close with 1008 now, whatever was queued. `stuck`, the writer blocked on a peer that
+        does not read, is cancelled only afterwards: aiohttp's writes share one drain future,
+        and cancelling a waiter cancels it for the close as well."""
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._ws.close(code=CLOSE_OVERFLOW, message=b"too many undelivered messages")
+        except TimeoutError:
+            # aiohttp's close of the transport waits for its buffer to drain, which a peer
+            # that does not read never lets happen: the connection, and its handler, would stay.
+            if self._transport is not None:
+                self._transport.abort()
+        finally:
+            if stuck is not None:
+                stuck.cancel()
+                await asyncio.gather(stuck, return_exceptions=True)
+            if self._task is asyncio.current_task():
+                self._task = None

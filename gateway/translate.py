@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from gateway.errors import BadRequest
 from jobstate.v1 import jobstate_pb2 as pb
 
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
@@ -65,13 +69,51 @@ def http_error(code: grpc.StatusCode, details: str | None) -> tuple[int, str]:
     return status, _GENERIC.get(status, "internal error")
 
 
+# NOTE: each level of objects costs protobuf three nested messages (Struct, map entry, Value)
+# and its decoder stops at 100, counted from the outermost message that carries a job
+# (WatchJobResponse, ListJobsResponse). Measured: params 33 objects deep still decode there;
+# 34 are stored by the service but can never be read back by anyone.
+MAX_PARAMS_DEPTH = 32
+# json turns an escaped pair into one code point; whatever is left in this range is unpaired.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class InvalidJSON(ValueError):
+    """JSON that `json` parses (or recurses on) but the gateway refuses; says why."""
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _nodes(value: Any) -> Iterator[tuple[Any, int]]:
+    """Every value inside `value` (itself at depth 1) with its depth, without recursion:
+    parsed JSON can be nested far deeper than is safe to recurse on."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        yield item, depth
+        if isinstance(item, dict):
+            pending.extend((key, depth + 1) for key in item)
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+
+
 def loads(body: bytes | str) -> Any:
-    """Strict JSON: NaN/Infinity are refused at parse time (ValueError)."""
-    return json.loads(body, parse_constant=_reject_constant)
+    """Strict JSON (RFC 7493's I-JSON): NaN/Infinity are refused at parse time (ValueError);
+    nesting the parser cannot recurse into and strings with an unpaired surrogate, which no
+    protobuf string can hold, are refused with InvalidJSON."""
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        raise InvalidJSON("it is nested too deeply") from None
+    escape = b"\\u" if isinstance(body, bytes) else "\\u"
+    if escape in body or not body.isascii():  # else no surrogate can be in it
+        for item, _ in _nodes(value):
+            if isinstance(item, str) and _SURROGATE.search(item):
+                raise InvalidJSON("a string holds an unpaired surrogate")
+    return value
 
 
 def dumps(obj: Any) -> str:
@@ -110,11 +152,20 @@ def job_json(job: pb.Job) -> dict[str, Any]:
     }
 
 
-def params_struct(params: dict[str, Any]) -> Any:
-    from google.protobuf.struct_pb2 import Struct
-
+def params_struct(params: dict[str, Any]) -> Struct:
+    """`params` as a protobuf Struct. BadRequest naming what protobuf cannot hold: nesting
+    beyond MAX_PARAMS_DEPTH objects and arrays, an integer beyond a double's range."""
+    levels = max(depth for item, depth in _nodes(params) if isinstance(item, dict | list))
+    if levels > MAX_PARAMS_DEPTH:
+        raise BadRequest(
+            f"params are nested too deeply (at most {MAX_PARAMS_DEPTH} levels of objects "
+            "and arrays)"
+        )
     struct = Struct()
-    json_format.ParseDict(params, struct)
+    try:
+        json_format.ParseDict(params, struct)
+    except OverflowError:
+        raise BadRequest("params hold a number too large for a double") from None
     return struct
 
 

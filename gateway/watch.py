@@ -1,20 +1,24 @@
 """One shared WatchJob stream per watched job per gateway process, fanned out to sockets.
 
 `WatchHub.join(job_id, watcher, after)` attaches a socket's `Watcher`; the first watcher of a
-job opens the job's stream (from `after`, or 0 for a snapshot), the last one to `leave` closes
-it, and the hub ends empty. Each event is serialised to JSON once for every watcher (`Event`
-caches both renderings). Every watcher sees strictly increasing versions: it drops anything
-at or below the last version it sent.
+job opens the job's stream, the last one to `leave` closes it, and the hub ends empty. Each
+event is serialised to JSON once for every watcher (`Event` caches both renderings). Every
+watcher sees strictly increasing versions: it drops anything at or below the last version it
+sent.
 
-A watcher that joins a running stream gets a `status` message built from the latest event
-(no `after`), the buffered recent events newer than `after`, or — when `after` is older than
-the buffer — a private catch-up WatchJob from `after` that runs until it reaches the shared
-stream's position, while live events are held for it; the catch-up stream then ends.
+The shared stream always opens from 0, so its first event is a SNAPSHOT of the job: whatever
+`after` the first socket brought, the stream knows the job's state and every socket without
+`after` is greeted with a `status` at once (from the latest event, or from the SNAPSHOT when
+it joined before that arrived). A socket with `after` gets the buffered recent events newer
+than `after`, or — when `after` is older than the buffer — a private replay WatchJob from
+`after` that runs until it reaches the shared stream's position, while live events are held
+for it; the replay stream then ends, even if the job stays quiet. A replay that joins before
+the SNAPSHOT waits for it, and needs no stream of its own when it has seen that version.
 
 If the service goes away (kill -9, restart) the stream is re-opened with `after_version` set
 to the last version seen, with jittered back-off capped at 2 s; sockets stay open and miss
-nothing. The stream ending after the terminal event closes each watcher with 1000 once its
-terminal message is sent.
+nothing. A watcher is closed with 1000 once its terminal message is sent (or at once, when
+its `after` already covers the job's terminal event).
 """
 
 from __future__ import annotations
@@ -91,7 +95,7 @@ class Watcher:
         self.outbox = outbox
         self.last_version = after or 0
         self.needs_status = after is None
-        self.held: list[Event] | None = None  # live events held while catching up
+        self.held: list[Event] | None = None  # live events held while its replay runs
         self.catch_up: asyncio.Task[None] | None = None
         self.done = False
 
@@ -102,7 +106,11 @@ class Watcher:
             self.send(event)
 
     def send(self, event: Event, *, as_status: bool = False) -> None:
-        if self.done or event.version <= self.last_version:
+        if self.done:
+            return
+        if event.version <= self.last_version:
+            if event.terminal:  # its `after` covers the job's last event: nothing will follow
+                self.finish(1000)
             return
         status = as_status or self.needs_status
         payload = event.status_json() if status else event.event_json()
@@ -120,39 +128,48 @@ class Watcher:
 class JobWatch:
     """The shared stream of one job and the watchers attached to it."""
 
-    def __init__(self, hub: WatchHub, job_id: str, after: int) -> None:
+    def __init__(self, hub: WatchHub, job_id: str) -> None:
         self.hub = hub
         self.job_id = job_id
         self.watchers: set[Watcher] = set()
-        self.position = after  # the last version the stream delivered (or started after)
-        self.floor = after  # every event newer than this that we saw is in `recent`
-        self.latest: Event | None = None
+        self.position = 0  # the last version the stream delivered
+        self.floor = 0  # every event newer than this that the stream delivered is in `recent`
+        self.latest: Event | None = None  # None until the stream's opening SNAPSHOT
         self.recent: deque[Event] = deque()
-        # From 0 the stream opens with a SNAPSHOT, which cannot serve a replay from `after`.
-        self.snapshot_pending = after == 0
+        self.waiting: set[Watcher] = set()  # replays that wait for the opening SNAPSHOT
         self.ended = False
-        self.task = asyncio.get_running_loop().create_task(self._run(after))
+        self.task = asyncio.get_running_loop().create_task(self._run())
 
     def attach(self, watcher: Watcher, after: int | None) -> None:
         self.watchers.add(watcher)
+        if self.latest is None:
+            if after is not None:
+                self.waiting.add(watcher)
+            return  # else the opening SNAPSHOT reaches it as a status message
         if after is None:
-            if self.latest is not None:
-                watcher.send(self.latest, as_status=True)
-            return  # else the stream's first event reaches it as a status message
-        if after >= self.floor and not self.snapshot_pending:
+            watcher.send(self.latest, as_status=True)
+        elif after >= self.floor:
             for event in self.recent:
                 watcher.send(event)
-            return
+        else:
+            self._replay(watcher)
+
+    def detach(self, watcher: Watcher) -> None:
+        self.watchers.discard(watcher)
+        self.waiting.discard(watcher)
+
+    def _replay(self, watcher: Watcher) -> None:
         watcher.held = []
-        watcher.catch_up = asyncio.get_running_loop().create_task(self._catch_up(watcher, after))
+        replay = self._catch_up(watcher, watcher.last_version)
+        watcher.catch_up = asyncio.get_running_loop().create_task(replay)
 
     async def _catch_up(self, watcher: Watcher, after: int) -> None:
         call = self.hub.client.watch(self.job_id, after)
+        self.hub.metrics.watch_replays.inc()
         try:
             async for response in call:
                 watcher.send(Event(response))
-                caught_up = self.latest is not None and watcher.last_version >= self.position
-                if watcher.done or caught_up:
+                if watcher.done or watcher.last_version >= self.position:
                     break
         except grpc.aio.AioRpcError as exc:
             log.warning("catch-up watch of %s failed: %s", self.job_id, exc.code().name)
@@ -160,8 +177,8 @@ class JobWatch:
             return
         finally:
             call.cancel()
-        caught_up = self.latest is not None and watcher.last_version >= self.position
-        if not watcher.done and not caught_up:
+            self.hub.metrics.watch_replays.dec()
+        if not watcher.done and watcher.last_version < self.position:
             # The service ended the stream early (shutting down): a gap is possible, so the
             # client reconnects with `after` rather than miss something.
             watcher.finish(CLOSE_TRY_AGAIN, "jobstate restarting; reconnect")
@@ -171,7 +188,6 @@ class JobWatch:
             watcher.send(event)
 
     def _publish(self, event: Event) -> None:
-        self.snapshot_pending = False
         self.position = event.version
         self.latest = event
         if event.type == pb.EVENT_TYPE_SNAPSHOT:
@@ -181,10 +197,15 @@ class JobWatch:
             self.recent.append(event)
             if len(self.recent) > RECENT_EVENTS:
                 self.floor = self.recent.popleft().version
+        waiting, self.waiting = self.waiting, set()
+        for watcher in waiting:
+            # Only versions it has not seen need a replay; the rest it gets from here on.
+            if watcher.last_version < event.version:
+                self._replay(watcher)
         for watcher in list(self.watchers):
             watcher.offer(event)
 
-    async def _run(self, after: int) -> None:
+    async def _run(self) -> None:
         self.hub.metrics.watch_streams.inc()
         try:
             await self._stream()
@@ -220,28 +241,12 @@ class JobWatch:
                     return
                 log.info("watch of %s interrupted (%s); resuming", self.job_id, code.name)
             else:
-                # A clean end without a terminal event: either the service shut down, or the
-                # job had already finished at `after` and there was nothing to send.
-                if await self._finished_quietly():
-                    return
+                # A clean end before the terminal event: the service is shutting down.
+                log.info("watch of %s ended by the service; resuming", self.job_id)
             finally:
                 call.cancel()
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, MAX_BACKOFF)
-
-    async def _finished_quietly(self) -> bool:
-        try:
-            job = await self.hub.client.get_job(self.job_id)
-        except grpc.aio.AioRpcError:
-            return False
-        if job.status not in TERMINAL or job.version > self.position:
-            return False
-        event = Event(pb.WatchJobResponse(type=pb.EVENT_TYPE_SNAPSHOT, job=job))
-        for watcher in list(self.watchers):
-            if watcher.needs_status:
-                watcher.send(event)
-        self._close_all(1000, "")
-        return True
 
     def _close_all(self, code: int, reason: str) -> None:
         for watcher in self.watchers:
@@ -264,7 +269,7 @@ class WatchHub:
         """Attach `watcher`; its first message is a status (after=None) or the replay."""
         watch = self._watches.get(job_id)
         if watch is None or watch.ended:
-            watch = JobWatch(self, job_id, after or 0)
+            watch = JobWatch(self, job_id)
             self._watches[job_id] = watch
         watch.attach(watcher, after)
 
@@ -275,7 +280,7 @@ class WatchHub:
         watch = self._watches.get(job_id)
         if watch is None or watcher not in watch.watchers:
             return
-        watch.watchers.discard(watcher)
+        watch.detach(watcher)
         if not watch.watchers:
             del self._watches[job_id]
             watch.task.cancel()

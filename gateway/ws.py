@@ -5,14 +5,16 @@ the upgrade; the token (close 4401) and the job's owner (close 4404, also for so
 job) are checked after it, then the socket caps (close 4429 beyond
 GATEWAY_MAX_SOCKETS_PER_USER / _PER_JOB: a browser cannot read a refused upgrade's status, but
 it can read a close code). Then the socket joins the job's shared stream (`watch.WatchHub`).
-From the client only `{"type":"ping"}` means something (answered `{"type":"pong"}`); anything
-else up to 64 KiB a frame is ignored. Sockets are uncompressed on purpose (permessage-deflate
-tripled CPU per push and grew each socket ~14x) and heartbeated so dead peers are noticed.
+From the client only `{"type":"ping"}` means something (answered `{"type":"pong"}`, at most one
+pending per socket); anything else up to 64 KiB a frame is ignored. Sockets are uncompressed
+on purpose (permessage-deflate tripled CPU per push and grew each socket ~14x) and
+heartbeated so dead peers are noticed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import grpc
@@ -21,7 +23,7 @@ from aiohttp import WSMsgType, web
 from gateway.auth import Unauthorized
 from gateway.context import Services, services
 from gateway.limits import CLOSE_TOO_MANY
-from gateway.outbox import Outbox
+from gateway.outbox import CLOSE_TIMEOUT, Outbox
 from gateway.translate import loads
 from gateway.watch import CLOSE_NOT_FOUND, CLOSE_TRY_AGAIN, Watcher
 from jobstate.domain import JOB_ID_RE
@@ -32,13 +34,14 @@ MAX_CLIENT_FRAME = 64 * 1024
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_BAD_REQUEST = 4400
 CLOSE_GOING_AWAY = 1001
-PONG = '{"type":"pong"}'
+MAX_VERSION = 2**64 - 1  # WatchJob's after_version is a uint64
 
 
 def _parse_after(raw: str | None) -> int | None:
+    """The `after` query value: a decimal uint64 (ValueError otherwise) or None when absent."""
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 20:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 20 or int(raw) > MAX_VERSION:
         raise ValueError(raw)
     return int(raw)
 
@@ -76,7 +79,7 @@ async def job_socket(request: web.Request) -> web.StreamResponse:
                 await ws.close(code=CLOSE_TOO_MANY, message=refused.encode())
             else:
                 try:
-                    await _serve(ws, svc, job_id, after)
+                    await _serve(ws, Outbox(ws, svc.metrics, request.transport), svc, job_id, after)
                 finally:
                     svc.slots.release(user_id, job_id)
     finally:
@@ -98,7 +101,8 @@ async def _admit(
     try:
         after = _parse_after(request.query.get("after"))
     except ValueError:
-        await ws.close(code=CLOSE_BAD_REQUEST, message=b"after must be a version number")
+        message = b"after must be a version number (0 to 2^64-1)"
+        await ws.close(code=CLOSE_BAD_REQUEST, message=message)
         return None
     if not JOB_ID_RE.fullmatch(job_id):
         await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
@@ -117,15 +121,17 @@ async def _admit(
     return user_id, job_id, after
 
 
-async def _serve(ws: web.WebSocketResponse, svc: Services, job_id: str, after: int | None) -> None:
+async def _serve(
+    ws: web.WebSocketResponse, outbox: Outbox, svc: Services, job_id: str, after: int | None
+) -> None:
     """Join the job's shared stream and answer pings until the socket closes."""
-    outbox = Outbox(ws, svc.metrics)
     watcher = Watcher(outbox, after)
     svc.hub.join(job_id, watcher, after)
     try:
         async for message in ws:
+            svc.metrics.messages_received.inc()
             if message.type is WSMsgType.TEXT and _is_ping(message.data):
-                outbox.push(PONG)
+                outbox.pong()
             # Everything else (other text, binary) is ignored on purpose.
     finally:
         svc.hub.leave(job_id, watcher)
@@ -133,9 +139,14 @@ async def _serve(ws: web.WebSocketResponse, svc: Services, job_id: str, after: i
 
 
 async def close_all_sockets(svc: Services) -> None:
-    """on_shutdown: every open socket gets 1001 so clients reconnect with `after`."""
+    """on_shutdown: every open socket gets 1001 so clients reconnect with `after`. A peer that
+    does not read cannot take the close frame: after CLOSE_TIMEOUT its close is given up
+    (aiohttp then closes the transport), so it cannot hold up the shutdown."""
     sockets = list(svc.sockets)
-    await asyncio.gather(
-        *(ws.close(code=CLOSE_GOING_AWAY, message=b"server shutting down") for ws in sockets),
-        return_exceptions=True,
-    )
+    await asyncio.gather(*(_going_away(ws) for ws in sockets), return_exceptions=True)
+
+
+async def _going_away(ws: web.WebSocketResponse) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await ws.close(code=CLOSE_GOING_AWAY, message=b"server shutting down")

@@ -2,10 +2,13 @@
 a job's WebSocket (hypothesis), against a real gateway, a real service and a fake RunPod.
 
 Cases a run (fixed): callback 100 JSON + 60 bytes, start 100 JSON + 60 bytes, WebSocket 60
-(each up to 5 frames) — 380 in all. Properties:
+(each up to 5 frames) + 40 `after` values — 420 in all. Strings include unpaired surrogates,
+bodies include nesting up to 32,000 deep. Properties:
 - never a 5xx; a refused request (4xx) changes nothing: the job keeps its version, a refused
   start creates no job;
 - a socket survives whatever the client sends (≤ 64 KiB a frame): `ping` still gets `pong`;
+- an `after` that is not a uint64 closes its socket 4400, any other leaves it working, and
+  neither keeps a second socket of the job from its `status`;
 - the gateway and the service are healthy afterwards.
 Everything runs on one event loop in a thread of its own; hypothesis drives it synchronously.
 """
@@ -141,8 +144,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.close()
 
 
+# Surrogates included: "\ud800" is valid JSON text but no protobuf string can hold it.
+texts = st.text(st.characters(exclude_categories=()), max_size=30) | st.sampled_from(
+    ["\ud800", "x\udfff", "\udbff\udc00", "\udc00\ud800"]
+)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers() | st.floats() | texts,
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
     ),
@@ -156,12 +163,12 @@ callback_objects = st.fixed_dictionaries(
     {"status": statuses | st.text(max_size=10)},
     optional={
         "progress": st.floats() | st.integers() | st.booleans() | st.text(max_size=5),
-        "message": st.text(max_size=50) | st.integers(),
+        "message": texts | st.integers(),
         "output_key": st.sampled_from(["exports/ok.mp4", "exports/", "other/x", ""])
         | st.text(max_size=30)
         | st.none(),
-        "error": st.text(max_size=50) | st.none() | st.integers(),
-        "id": st.text(max_size=20) | st.none(),
+        "error": texts | st.none() | st.integers(),
+        "id": texts | st.none(),
         "output": json_values
         | st.fixed_dictionaries({"output_key": st.sampled_from(["exports/r.mp4", "x/y"])}),
     },
@@ -175,6 +182,9 @@ raw_bodies = st.one_of(
     st.sampled_from([b"", b"{", b"[]", b"null", b'{"status":"progress","progress":1e999}']),
     st.sampled_from(NUMBERS).map(lambda n: b'{"status":"progress","progress":' + n + b"}"),
     st.integers(64 * 1024 - 10, 64 * 1024 + 10).map(lambda n: b'{"a":"' + b"x" * n + b'"}'),
+    # Deep nesting: json's recursion limit, protobuf's, and whatever lies between.
+    st.integers(1, 32_000).map(lambda n: b'{"status":"progress","a":' + b"[" * n + b"]" * n + b"}"),
+    st.integers(1, 200).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),
 )
 job_states = st.sampled_from(["pending", "processing", "complete"])
 
@@ -285,3 +295,42 @@ def test_websocket_frame_of_exactly_64_kib_is_ignored(stack: Stack) -> None:
             return message.type, message.data
 
     assert stack.run(scenario()) == (aiohttp.WSMsgType.TEXT, '{"type":"pong"}')
+
+
+afters = st.one_of(
+    st.integers(0, 10).map(str),
+    st.integers(2**64 - 3, 2**64 + 3).map(str),
+    st.integers(0, 2**80).map(str),
+    st.text(max_size=25),
+)
+
+
+def _valid_after(after: str) -> bool:
+    return after == "" or (after.isascii() and after.isdigit() and int(after) < 2**64)
+
+
+@settings(SETTINGS, max_examples=40)
+@given(after=afters)
+def test_websocket_after(stack: Stack, after: str) -> None:
+    async def scenario() -> tuple[int | None, list[str], dict[str, Any]]:
+        job = await stack.job("u1", "processing")
+        token = UserAuth(JWT_SECRET).mint("u1")
+        url = f"{stack.url}/api/jobs/{job.job_id}/ws"
+        async with stack.http.ws_connect(url, params={"token": token, "after": after}) as first:
+            async with stack.http.ws_connect(url, params={"token": token}) as second:
+                greeting = await second.receive_json(timeout=10)
+            await first.send_str('{"type":"ping"}')
+            kinds: list[str] = []
+            while not kinds or kinds[-1] not in ("pong", "closed"):
+                message = await first.receive(timeout=10)
+                text = message.type is aiohttp.WSMsgType.TEXT
+                kinds.append(json.loads(message.data)["type"] if text else "closed")
+            return first.close_code, kinds, greeting
+
+    close_code, kinds, greeting = stack.run(scenario())
+    event("after " + ("valid" if _valid_after(after) else "refused"))
+    assert greeting["type"] == "status"
+    if _valid_after(after):
+        assert kinds[-1] == "pong", (after, kinds)
+    else:
+        assert (kinds, close_code) == (["closed"], 4400), after

@@ -5,9 +5,19 @@ from __future__ import annotations
 import grpc
 import jwt
 import pytest
+from google.protobuf import json_format
 
 from gateway.auth import CallbackAuth, Unauthorized, UserAuth
-from gateway.translate import http_error, is_number, loads
+from gateway.errors import BadRequest
+from gateway.translate import (
+    MAX_PARAMS_DEPTH,
+    InvalidJSON,
+    http_error,
+    is_number,
+    loads,
+    params_struct,
+)
+from jobstate.v1 import jobstate_pb2 as pb
 
 
 @pytest.mark.parametrize(
@@ -45,6 +55,80 @@ def test_grpc_status_to_http(code: grpc.StatusCode, status: int, message: str) -
 def test_strict_json_refuses_the_nan_family(text: str) -> None:
     with pytest.raises(ValueError):
         loads(text)
+
+
+def nested(levels: int, leaf: object) -> object:
+    value = leaf
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+def in_lists(levels: int, leaf: object) -> object:
+    value = leaf
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"\\ud800"',
+        '{"a":["x\\udfff"]}',
+        '{"\\udc00\\ud800":1}',  # the wrong order is two unpaired halves
+        b'"\xed\xa0\x80"',  # a surrogate encoded as UTF-8, which json decodes as given
+        "[" * 30_000 + "]" * 30_000,
+    ],
+)
+def test_strict_json_refuses_what_no_protobuf_string_or_parser_can_hold(
+    text: str | bytes,
+) -> None:
+    with pytest.raises(InvalidJSON):
+        loads(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ('"\\ud83d\\ude00"', "\U0001f600"),  # an escaped pair is one code point
+        ('"é€😀"', "é€😀"),
+        (b'"\xc3\xa9"', "é"),
+        ("[" * 200 + "]" * 200, in_lists(199, [])),
+    ],
+)
+def test_strict_json_keeps_valid_text(text: str | bytes, value: object) -> None:
+    assert loads(text) == value
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        nested(MAX_PARAMS_DEPTH, 1),  # objects cost protobuf the most levels
+        nested(MAX_PARAMS_DEPTH - 1, {}),
+        {"l": [[[[{"x": [None, True, "s", 2.5, 1e300]}]]]]},
+    ],
+)
+def test_params_up_to_the_depth_limit_can_be_stored_and_read_back(params: dict) -> None:
+    struct = params_struct(params)
+    assert json_format.MessageToDict(struct) == params
+    # The deepest message that carries a job's params: it must still decode.
+    event = pb.WatchJobResponse(job=pb.Job(params=struct)).SerializeToString()
+    assert json_format.MessageToDict(pb.WatchJobResponse.FromString(event).job.params) == params
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        (nested(MAX_PARAMS_DEPTH + 1, 1), "nested too deeply"),
+        (nested(MAX_PARAMS_DEPTH, []), "nested too deeply"),  # an empty array is a level too
+        ({"a": in_lists(MAX_PARAMS_DEPTH, 1)}, "nested too deeply"),  # 1 object + 32 arrays
+        ({"a": 10**400}, "number too large"),
+    ],
+)
+def test_params_protobuf_cannot_hold_are_a_bad_request(params: dict, reason: str) -> None:
+    with pytest.raises(BadRequest, match=reason):
+        params_struct(params)
 
 
 @pytest.mark.parametrize(

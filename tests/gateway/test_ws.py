@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import aiohttp
+import grpc
 import pytest
 from gwstack import Stack, eventually
+
+from jobstate.v1 import jobstate_pb2 as pb
+from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
+
+
+def tiny_buffers(addr_info: tuple) -> socket.socket:
+    """A client socket for a reader that stops reading: its kernel buffer is small."""
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family, type_, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    # A small MSS keeps the gateway's send buffer small too (Linux sizes it per segment).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    return sock
 
 
 async def progress(stack: Stack, job_id: str, *values: float) -> None:
@@ -76,6 +91,19 @@ async def test_ping_pong_and_everything_else_is_ignored(stack: Stack) -> None:
     assert (message["type"], message["progress"], message["version"]) == ("progress", 10.0, 3)
     assert not ws.closed.done()
     await ws.close()
+
+
+async def test_a_frame_over_64_kib_closes_only_its_own_socket_1009(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    other = await stack.socket(job_id)
+    assert (await other.next())["type"] == "status"
+    big = await stack.socket(job_id)
+    assert (await big.next())["type"] == "status"
+    await big.ws.send_bytes(bytes(64 * 1024 + 1))
+    assert await big.close_code() == 1009
+    await progress(stack, job_id, 10)
+    assert (await other.next())["version"] == 3
+    await other.close()
 
 
 async def test_every_event_is_one_message_and_terminal_closes(stack: Stack) -> None:
@@ -171,6 +199,55 @@ async def test_replay_on_a_fresh_gateway_starts_the_shared_stream_there(stack: S
         assert [(m["type"], m["version"]) for m in await client.until(5)] == [("complete", 5)]
 
 
+async def joined(stack: Stack, jobs: int = 1) -> None:
+    """Wait until the gateway's hub holds `jobs` jobs (a socket's join follows its upgrade)."""
+    hub = stack.gateway.services.hub
+
+    async def holds() -> bool:
+        return len(hub) == jobs
+
+    await eventually(holds)
+
+
+async def test_a_socket_without_after_is_greeted_though_the_first_one_had_after(
+    stack: Stack,
+) -> None:
+    job_id = await stack.start_job()
+    await progress(stack, job_id, 10)  # version 3, and then the job stays quiet
+    first = await stack.socket(job_id, after=3)  # nothing to replay: it has seen everything
+    await joined(stack)
+    second = await stack.socket(job_id)
+    message = await second.next()  # comes while the job does not change
+    assert (message["type"], message["status"], message["version"]) == ("status", "processing", 3)
+    await first.nothing_more(0.1)
+    await progress(stack, job_id, 20)
+    for ws in (first, second):
+        assert versions([await ws.next()]) == [4]
+        await ws.close()
+
+
+async def test_a_replay_stream_ends_once_its_socket_caught_up_on_a_quiet_job(
+    stack: Stack,
+) -> None:
+    replays = stack.gateway.services.metrics.watch_replays
+    job_id = await stack.start_job()
+    await progress(stack, job_id, 10, 20)  # versions 3, 4, then quiet
+    first = await stack.socket(job_id, after=4)
+    await joined(stack)
+    behind = await stack.socket(job_id, after=2)
+    assert versions(await behind.until(4)) == [3, 4]
+
+    async def no_replays() -> bool:
+        return replays._value.get() == 0
+
+    await eventually(no_replays)  # the job has not changed: nothing else could end it
+    await progress(stack, job_id, 30)
+    for ws in (first, behind):
+        assert versions([await ws.next()]) == [5]
+        await ws.nothing_more(0.1)
+        await ws.close()
+
+
 async def test_versions_strictly_increase_under_concurrent_callbacks(stack: Stack) -> None:
     job_id = await stack.start_job()
     sockets = [await stack.socket(job_id) for _ in range(3)]
@@ -185,6 +262,20 @@ async def test_versions_strictly_increase_under_concurrent_callbacks(stack: Stac
         assert seen == list(range(3, final + 1))  # a socket that keeps up sees every version
 
 
+async def test_shutdown_is_not_held_up_by_a_socket_that_never_reads(make_stack) -> None:
+    stack = await make_stack()
+    job_id = await stack.start_job()
+    reader = await stack.socket(job_id)
+    assert (await reader.next())["version"] == 2
+    async with slow_session() as session:
+        stuck = await session.ws_connect(  # noqa: F841 (kept open: it must not be collected)
+            f"{stack.url}/api/jobs/{job_id}/ws", params={"token": stack.token("u1")}
+        )  # and then it does not read: its close frame cannot get through either
+        await fall_behind(stack, job_id)
+        await asyncio.wait_for(stack.gateway.stop(), 60)  # it never returned before
+        assert await reader.close_code() == 1001
+
+
 async def test_shutdown_closes_sockets_with_1001(make_stack) -> None:
     stack = await make_stack()
     job_id = await stack.start_job()
@@ -196,35 +287,12 @@ async def test_shutdown_closes_sockets_with_1001(make_stack) -> None:
         assert await ws.close_code() == 1001
 
 
-async def test_a_slow_socket_loses_only_progress_and_delays_nobody(stack: Stack) -> None:
-    import socket
-
-    import grpc
-
-    from jobstate.v1 import jobstate_pb2 as pb
-    from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
-
-    def tiny_buffers(addr_info):  # the slow reader's kernel buffer is small
-        family, type_, proto, _, _ = addr_info
-        sock = socket.socket(family, type_, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-        # A small MSS keeps the gateway's send buffer small too (Linux sizes it per segment).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
-        return sock
-
-    job_id = await stack.start_job()
-    fast = await stack.socket(job_id)
-    assert (await fast.next())["version"] == 2
-    slow_session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(socket_factory=tiny_buffers)
-    )
-    slow = await slow_session.ws_connect(
-        f"{stack.url}/api/jobs/{job_id}/ws", params={"token": stack.token("u1")}
-    )  # and then it does not read
+async def fall_behind(stack: Stack, job_id: str) -> int:
+    """Report progress with 1 KB messages straight to the service until a socket that does not
+    read has fallen behind (the gateway dropped a progress message for it); how many."""
     dropped = stack.gateway.services.metrics.messages_dropped
-    target = f"127.0.0.1:{stack.gateway.services.config.jobstate_target.split(':')[1]}"
     message = "m" * 1000
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with grpc.aio.insecure_channel(service_target(stack)) as channel:
         stub = pb_grpc.JobStateServiceStub(channel)
         sent = 0
         while dropped._value.get() == 0:
@@ -241,13 +309,35 @@ async def test_a_slow_socket_loses_only_progress_and_delays_nobody(stack: Stack)
                 )
             )
             sent += 64
+    return sent
+
+
+def service_target(stack: Stack) -> str:
+    return f"127.0.0.1:{stack.gateway.services.config.jobstate_target.split(':')[1]}"
+
+
+def slow_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(socket_factory=tiny_buffers))
+
+
+async def test_a_slow_socket_loses_only_progress_and_delays_nobody(stack: Stack) -> None:
+    job_id = await stack.start_job()
+    fast = await stack.socket(job_id)
+    assert (await fast.next())["version"] == 2
+    slow_session_ = slow_session()
+    slow = await slow_session_.ws_connect(
+        f"{stack.url}/api/jobs/{job_id}/ws", params={"token": stack.token("u1")}
+    )  # and then it does not read
+    sent = await fall_behind(stack, job_id)
+    async with grpc.aio.insecure_channel(service_target(stack)) as channel:
+        stub = pb_grpc.JobStateServiceStub(channel)
         await stub.CompleteJob(pb.CompleteJobRequest(job_id=job_id, output_key="exports/s"))
     final = await stack.version(job_id)
     fast_seen = versions(await fast.until(final))
     slow_messages = []
     async for frame in slow:
         slow_messages.append(frame.json())
-    await slow_session.close()
+    await slow_session_.close()
     slow_seen = versions(slow_messages)
     assert slow_seen == sorted(set(slow_seen)) and slow_seen[-1] == final
     assert slow_messages[0]["type"] == "status" and slow_messages[-1]["type"] == "complete"
@@ -290,3 +380,32 @@ async def test_heartbeat_closes_a_peer_that_stopped_answering(make_stack) -> Non
     await progress(stack, job_id, 50)
     assert (await alive.next())["version"] == 3  # the peer that answers stays open
     await alive.close()
+
+
+async def test_a_ping_flood_from_a_client_that_never_reads_queues_one_pong(stack: Stack) -> None:
+    metrics = stack.gateway.services.metrics
+    job_id = await stack.start_job()
+    url = f"{stack.url}/api/jobs/{job_id}/ws"
+    async with slow_session() as session:
+        flood = await session.ws_connect(url, params={"token": stack.token("u1")})
+        assert (await flood.receive_json(timeout=10))["type"] == "status"
+        pings = 40_000  # ~700 KB of pongs: far more than the socket buffers on the way hold
+        for _ in range(pings):  # and it reads nothing meanwhile
+            await flood.send_str('{"type":"ping"}')
+
+        async def all_read() -> bool:
+            return metrics.messages_received._value.get() >= pings
+
+        await eventually(all_read, within=60)
+        queued = metrics.registry.get_sample_value("gateway_ws_messages_queued")
+        assert queued is not None and queued <= 1  # the one pending pong
+        kinds = []
+        await progress(stack, job_id, 10)
+        async for frame in flood:  # reading again: the socket still works, nothing was closed
+            message = frame.json()
+            kinds.append(message["type"])
+            if message["type"] == "progress":
+                break
+    assert kinds[-1] == "progress" and set(kinds[:-1]) == {"pong"}
+    assert len(kinds) - 1 < pings  # pings that found a pong waiting were answered by it
+    assert metrics.overflow_closes._value.get() == 0
