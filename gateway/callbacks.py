@@ -20,8 +20,8 @@ from gateway.jobs import read_json_object
 from gateway.outputs import key_problem, output_prefix
 from gateway.translate import STATUS_NAMES, http_error, is_number
 from gateway.worker import is_external_id
-from jobstate.domain import JOB_ID_RE, MAX_ERROR
 from jobstate.v1 import jobstate_pb2 as pb
+from jobstate.wire import JOB_ID_RE, MAX_ERROR
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ from gateway.context import Services, services
 from gateway.errors import BadRequest, NotFound
 from gateway.translate import STATUS_NAMES, STATUS_VALUES, InvalidJSON, job_json, loads
 from gateway.worker import WorkerError
-from jobstate.domain import JOB_ID_RE, MAX_IDEMPOTENCY_KEY
 from jobstate.v1 import jobstate_pb2 as pb
+from jobstate.wire import JOB_ID_RE, MAX_IDEMPOTENCY_KEY
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from gateway.client import JobStateClient
 from gateway.errors import TooManyRequests
 from gateway.ratelimit import RateLimiter
 from jobstate.v1 import jobstate_pb2 as pb
+from jobstate.wire import MAX_PAGE_SIZE
 
 CLOSE_TOO_MANY = 4429
 UNFINISHED = [pb.JOB_STATUS_PENDING, pb.JOB_STATUS_PROCESSING]
 # Jobs take minutes; asking again sooner than this is pointless.
 UNFINISHED_RETRY_AFTER = 30
-MAX_PAGE = 500  # the service's largest ListJobs page
 
 
 class StartLimits:
@@ -79,7 +79,7 @@ class StartLimits:
         # Counts pages only until the limit is reached: one small call for most users.
         count, token = 0, ""
         while True:
-            size = min(self._max_unfinished - count, MAX_PAGE)
+            size = min(self._max_unfinished - count, MAX_PAGE_SIZE)
             page = await self._client.list_jobs(user_id, size, token, UNFINISHED)
             count += len(page.jobs)
             token = page.next_page_token

@@ -7,7 +7,7 @@ with it the right to a presigned download of it). Pure: no I/O.
 
 from __future__ import annotations
 
-from jobstate.domain import MAX_OUTPUT_KEY
+from jobstate.wire import MAX_OUTPUT_KEY
 
 
 def output_prefix(root: str, job_id: str) -> str:

@@ -26,7 +26,7 @@ from gateway.limits import CLOSE_TOO_MANY
 from gateway.outbox import CLOSE_TIMEOUT, Outbox
 from gateway.translate import loads
 from gateway.watch import CLOSE_NOT_FOUND, CLOSE_TRY_AGAIN, Watcher
-from jobstate.domain import JOB_ID_RE
+from jobstate.wire import JOB_ID_RE
 
 log = logging.getLogger(__name__)
 

@@ -9,23 +9,26 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from jobstate.errors import FailedPrecondition, InvalidArgument
-
-JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-MAX_USER_ID = 256
-MAX_KIND = 64
-MAX_PARAMS_BYTES = 64 * 1024
-MAX_MESSAGE = 1024
-MAX_ERROR = 4096
-MAX_OUTPUT_KEY = 1024
-MAX_EXTERNAL_ID = 256
-MAX_IDEMPOTENCY_KEY = 128
+from jobstate.wire import (
+    JOB_ID_PATTERN,
+    JOB_ID_RE,
+    MAX_ERROR,
+    MAX_EXTERNAL_ID,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_KIND,
+    MAX_MESSAGE,
+    MAX_OUTPUT_KEY,
+    MAX_PARAMS_BYTES,
+    MAX_PARAMS_DEPTH,
+    MAX_USER_ID,
+    nesting_depth,
+)
 
 
 class Status(StrEnum):
@@ -131,7 +134,7 @@ def validate_job_id(job_id: str) -> str:
     if not job_id:
         raise InvalidArgument("job_id is required")
     if not JOB_ID_RE.fullmatch(job_id):
-        raise InvalidArgument("job_id must match [A-Za-z0-9_-]{1,128}")
+        raise InvalidArgument(f"job_id must match {JOB_ID_PATTERN}")
     return job_id
 
 
@@ -164,6 +167,11 @@ def validate_params(params: dict[str, Any]) -> dict[str, Any]:
         raise InvalidArgument(f"params must be plain JSON with finite numbers: {exc}") from None
     if size > MAX_PARAMS_BYTES:
         raise InvalidArgument(f"params is {size} bytes as JSON; the limit is {MAX_PARAMS_BYTES}")
+    if nesting_depth(params) > MAX_PARAMS_DEPTH:
+        raise InvalidArgument(
+            f"params are nested too deeply (at most {MAX_PARAMS_DEPTH} levels of objects "
+            "and arrays)"
+        )
     return params
 
 

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from jobstate import domain
@@ -22,12 +22,10 @@ from jobstate.errors import InvalidArgument, NotFound
 from jobstate.hub import Hub
 from jobstate.locks import ShardedLocks
 from jobstate.store import JobQuery, Store
+from jobstate.wire import DEFAULT_PAGE_SIZE, IDEMPOTENCY_WINDOW, MAX_PAGE_SIZE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
-MAX_PAGE_SIZE = 500
 
 
 def utcnow() -> datetime:
@@ -96,7 +94,7 @@ class JobService:
     async def list(self, query: JobQuery) -> tuple[list[Job], str]:
         if query.page_size < 0:
             raise InvalidArgument("page_size must not be negative")
-        size = min(query.page_size or 50, MAX_PAGE_SIZE)
+        size = min(query.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         if query.user_id:
             domain.validate_user_id(query.user_id)
         if query.idempotency_key:

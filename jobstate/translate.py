@@ -14,7 +14,7 @@ from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from jobstate.domain import EventType, Job, JobEvent, Status
+from jobstate.domain import EventType, Job, JobEvent, Status, validate_params
 from jobstate.errors import InvalidArgument
 from jobstate.v1 import jobstate_pb2 as pb
 
@@ -113,8 +113,9 @@ def params_from_pb(params: Struct) -> dict[str, Any]:
 
 
 def params_to_pb(params: dict[str, Any]) -> Struct:
-    """`params` as a Struct; InvalidArgument for what a Struct cannot hold (e.g. nesting
-    deeper than protobuf's limit of 100, or values that are not JSON)."""
+    """`params` as a Struct; InvalidArgument for what the service would refuse (over 64 KiB,
+    nested deeper than MAX_PARAMS_DEPTH, not JSON) or a Struct cannot hold."""
+    validate_params(params)
     struct = Struct()
     try:
         json_format.ParseDict(params, struct)

@@ -8,7 +8,7 @@ import io
 import pytest
 from gwstack import Stack, eventually
 
-from gateway.translate import MAX_PARAMS_DEPTH
+from jobstate.wire import MAX_PARAMS_DEPTH
 
 START = "/api/export/overlay/start"
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, json_format
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from jobstate import domain
+from jobstate import domain, wire
 from jobstate import errors as domain_errors
 from jobstate.server import RunningServer
 from jobstate.v1 import jobstate_pb2 as pb
@@ -611,6 +611,28 @@ async def test_params_at_the_limit_pass_through_unchanged(sqlite_stub: Stub) -> 
     job = await create_job(sqlite_stub, "big", params=params)
     assert job.params == params
     assert (await get(sqlite_stub, "big")).params == params
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    """params `levels` objects deep (the outer object is level 1)."""
+    params: dict[str, Any] = {"leaf": 1}
+    for _ in range(levels - 1):
+        params = {"n": params}
+    return params
+
+
+async def test_params_nested_deeper_than_the_service_can_return_are_refused(
+    stub: Stub,
+) -> None:
+    # Once stored, params must come back: ListJobs of every user must not break on one job.
+    deep = _nested(wire.MAX_PARAMS_DEPTH + 1)
+    code, details = await rpc_error(create_job(stub, "deep", params=struct(deep)))
+    assert (code, "nested" in details) == (INVALID, True), (code, details)
+    fine = _nested(wire.MAX_PARAMS_DEPTH)
+    await create_job(stub, "fine", params=struct(fine))
+    page = await stub.ListJobs(pb.ListJobsRequest())
+    assert [job.job_id for job in page.jobs] == ["fine"]
+    assert json_format.MessageToDict(page.jobs[0].params) == fine
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf], ids=repr)

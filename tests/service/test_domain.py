@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobstate import domain
+from jobstate import domain, wire
 from jobstate.domain import (
     Cancel,
     Complete,
@@ -246,17 +246,17 @@ def test_good_progress(progress: float) -> None:
 def _limit_cases() -> list[tuple[str, Any, int]]:
     """(field, build(value) -> callable that validates, limit)."""
     return [
-        ("message", lambda v: apply(JOBS[R], Progress(90, v), T1), domain.MAX_MESSAGE),
-        ("error", lambda v: apply(JOBS[R], Fail(v), T1), domain.MAX_ERROR),
-        ("reason", lambda v: apply(JOBS[R], Cancel(v), T1), domain.MAX_ERROR),
-        ("output_key", lambda v: apply(JOBS[R], Complete(v), T1), domain.MAX_OUTPUT_KEY),
-        ("external_id", lambda v: apply(JOBS[P], Submit(v), T1), domain.MAX_EXTERNAL_ID),
-        ("kind", lambda v: new_job("j", "u", v, {}, T0), domain.MAX_KIND),
-        ("user_id", lambda v: new_job("j", v, "k", {}, T0), domain.MAX_USER_ID),
+        ("message", lambda v: apply(JOBS[R], Progress(90, v), T1), wire.MAX_MESSAGE),
+        ("error", lambda v: apply(JOBS[R], Fail(v), T1), wire.MAX_ERROR),
+        ("reason", lambda v: apply(JOBS[R], Cancel(v), T1), wire.MAX_ERROR),
+        ("output_key", lambda v: apply(JOBS[R], Complete(v), T1), wire.MAX_OUTPUT_KEY),
+        ("external_id", lambda v: apply(JOBS[P], Submit(v), T1), wire.MAX_EXTERNAL_ID),
+        ("kind", lambda v: new_job("j", "u", v, {}, T0), wire.MAX_KIND),
+        ("user_id", lambda v: new_job("j", v, "k", {}, T0), wire.MAX_USER_ID),
         (
             "idempotency_key",
             lambda v: new_job("j", "u", "k", {}, T0, idempotency_key=v),
-            domain.MAX_IDEMPOTENCY_KEY,
+            wire.MAX_IDEMPOTENCY_KEY,
         ),
     ]
 
@@ -272,9 +272,9 @@ def test_text_limits(field: str, call: Any, limit: int) -> None:
 
 def test_documented_limits() -> None:
     # The numbers the contract and the .proto promise.
-    assert (domain.MAX_KIND, domain.MAX_PARAMS_BYTES) == (64, 64 * 1024)
-    assert (domain.MAX_MESSAGE, domain.MAX_ERROR, domain.MAX_OUTPUT_KEY) == (1024, 4096, 1024)
-    assert (domain.MAX_EXTERNAL_ID, domain.MAX_IDEMPOTENCY_KEY) == (256, 128)
+    assert (wire.MAX_KIND, wire.MAX_PARAMS_BYTES) == (64, 64 * 1024)
+    assert (wire.MAX_MESSAGE, wire.MAX_ERROR, wire.MAX_OUTPUT_KEY) == (1024, 4096, 1024)
+    assert (wire.MAX_EXTERNAL_ID, wire.MAX_IDEMPOTENCY_KEY) == (256, 128)
 
 
 @pytest.mark.parametrize(
@@ -296,16 +296,16 @@ def _params_of_size(size: int) -> dict[str, str]:
 
 
 def test_params_limit() -> None:
-    at_limit = _params_of_size(domain.MAX_PARAMS_BYTES)
+    at_limit = _params_of_size(wire.MAX_PARAMS_BYTES)
     assert new_job("j", "u", "k", at_limit, T0).job.params == at_limit
     with pytest.raises(InvalidArgument, match="params"):
-        new_job("j", "u", "k", _params_of_size(domain.MAX_PARAMS_BYTES + 1), T0)
+        new_job("j", "u", "k", _params_of_size(wire.MAX_PARAMS_BYTES + 1), T0)
 
 
 def test_params_size_counts_utf8_bytes() -> None:
     # 'é' is one character but two bytes of JSON.
     with pytest.raises(InvalidArgument, match="params"):
-        new_job("j", "u", "k", {"p": "é" * (domain.MAX_PARAMS_BYTES // 2)}, T0)
+        new_job("j", "u", "k", {"p": "é" * (wire.MAX_PARAMS_BYTES // 2)}, T0)
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=repr)
