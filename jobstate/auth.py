@@ -23,7 +23,8 @@ async def _deny_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
 class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
     """Rejects calls without the bearer token (constant-time compare), health excepted.
 
-    A rejection is a handler of the same kind as the method it replaces (unary or stream).
+    A rejection is a handler of the same kind as the method it replaces (unary, server
+    streaming or bidirectional).
     """
 
     def __init__(self, token: str) -> None:
@@ -39,6 +40,12 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return handler
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(
+                _deny_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         if handler.response_streaming:
             return grpc.unary_stream_rpc_method_handler(
                 _deny_stream,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from jobstate.domain import EventType, JobEvent
@@ -27,10 +27,15 @@ class Subscription:
     writes, so coalescing happens while the stream is blocked on a slow reader.
     """
 
-    def __init__(self, job_id: str, backlog: int = BACKLOG) -> None:
+    def __init__(
+        self, job_id: str, backlog: int = BACKLOG, wake: Callable[[str], None] | None = None
+    ) -> None:
         self.job_id = job_id
         self.dropped = 0
         self._backlog = backlog
+        # Told the job id on every push and close: a reader of many subscriptions (a
+        # FollowJobs stream) waits on one event of its own instead of one per job.
+        self._wake = wake
         self._events: deque[tuple[JobEvent, int]] = deque()
         self._ready = asyncio.Event()
         self._closed = False
@@ -46,11 +51,15 @@ class Subscription:
                 return
         events.append((event, event.version))
         self._ready.set()
+        if self._wake is not None:
+            self._wake(self.job_id)
 
     def close(self) -> None:
         """Wake the reader for good: `next` returns what is left, then None."""
         self._closed = True
         self._ready.set()
+        if self._wake is not None:
+            self._wake(self.job_id)
 
     @property
     def closed(self) -> bool:
@@ -58,6 +67,10 @@ class Subscription:
 
     def __len__(self) -> int:
         return len(self._events)
+
+    def take(self) -> tuple[JobEvent, int] | None:
+        """The oldest undelivered event and the first version it stands for, or None."""
+        return self._events.popleft() if self._events else None
 
     async def next(self) -> tuple[JobEvent, int] | None:
         """The oldest undelivered event and the first version it stands for (versions from
@@ -85,19 +98,27 @@ class Hub:
 
     @asynccontextmanager
     async def subscribe(self, job_id: str) -> AsyncIterator[Subscription]:
-        sub = Subscription(job_id, self._backlog)
-        if self._closed:
-            sub.close()
-        self._subs.setdefault(job_id, set()).add(sub)
+        sub = self.attach(job_id)
         try:
             yield sub
         finally:
-            subs = self._subs.get(job_id)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del self._subs[job_id]
-                    self._latest.pop(job_id, None)
+            self.detach(sub)
+
+    def attach(self, job_id: str, wake: Callable[[str], None] | None = None) -> Subscription:
+        """A subscription to `job_id` until `detach`; `wake(job_id)` is called on every push."""
+        sub = Subscription(job_id, self._backlog, wake)
+        self._subs.setdefault(job_id, set()).add(sub)
+        if self._closed:
+            sub.close()
+        return sub
+
+    def detach(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.job_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.job_id]
+                self._latest.pop(sub.job_id, None)
 
     def publish(self, event: JobEvent) -> None:
         subs = self._subs.get(event.job_id)
@@ -116,6 +137,10 @@ class Hub:
     def watched_jobs(self) -> dict[str, int]:
         """Every watched job with the latest version published for it (0: none yet)."""
         return {job_id: self._latest.get(job_id, 0) for job_id in self._subs}
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         """Shutting down: end every subscription (streams then finish cleanly)."""

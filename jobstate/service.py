@@ -12,13 +12,13 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from jobstate import domain
 from jobstate.domain import Change, EventType, Job, JobEvent
-from jobstate.errors import InvalidArgument, NotFound
+from jobstate.errors import Internal, InvalidArgument, JobStateError, NotFound
 from jobstate.hub import Hub
 from jobstate.locks import ShardedLocks
 from jobstate.store import JobQuery, Store
@@ -128,6 +128,29 @@ class JobService:
                 return job
             return await _finish_even_if_cancelled(self._commit(event, job.version, change))
 
+    async def change_many(self, changes: Sequence[tuple[str, Change]]) -> list[Job | JobStateError]:
+        """Apply many changes: one outcome per change, in order — the job after it, or the
+        domain error `change` would have raised. Changes to one job run in the order given;
+        different jobs run concurrently, so their commits share transactions."""
+        outcomes: list[Job | JobStateError] = [Internal("not applied")] * len(changes)
+        by_job: dict[str, list[int]] = {}
+        for index, (job_id, _) in enumerate(changes):
+            by_job.setdefault(job_id, []).append(index)
+
+        async def apply_in_order(indices: list[int]) -> None:
+            for index in indices:
+                job_id, change = changes[index]
+                try:
+                    outcomes[index] = await self.change(job_id, change)
+                except JobStateError as exc:
+                    outcomes[index] = exc
+                except Exception:
+                    log.exception("change %d of a batch (job %s) failed", index, job_id)
+                    outcomes[index] = Internal("internal error; it has been logged")
+
+        await asyncio.gather(*(apply_in_order(indices) for indices in by_job.values()))
+        return outcomes
+
     async def _commit(self, event: JobEvent, expected_version: int, change: Change) -> Job:
         outcome = await self.store.update(event, expected_version, change)
         if isinstance(outcome, JobEvent):
@@ -144,20 +167,11 @@ class JobService:
         """
         domain.validate_job_id(job_id)
         async with self.hub.subscribe(job_id) as sub:
-            job, history = await self.store.get_with_events(job_id, after_version)
-            if job is None:
-                raise NotFound(f"job {job_id} not found")
-            replay = list(history)
-            contiguous = [e.version for e in history] == list(
-                range(after_version + 1, job.version + 1)
-            )
-            if after_version == 0 or after_version > job.version or not contiguous:
-                replay = [JobEvent(EventType.SNAPSHOT, job)]
-            last = after_version if after_version <= job.version else 0
+            replay, last, finished = await self.replay(job_id, after_version)
             for item in replay:
                 yield item
                 last = item.version
-            if job.status.terminal:
+            if finished:
                 return
             while (item := await sub.next()) is not None:
                 event, covers_from = item
@@ -167,14 +181,29 @@ class JobService:
                 # not at all (another replica wrote them). They are committed — the next
                 # version's write had to see them — so read them back.
                 if covers_from > last + 1:
-                    for missed in await self._history(job_id, last, covers_from):
+                    for missed in await self.history_between(job_id, last, covers_from):
                         yield missed
                 yield event
                 last = event.version
                 if event.job.status.terminal:
                     return
 
-    async def _history(self, job_id: str, after: int, before: int) -> list[JobEvent]:
+    async def replay(self, job_id: str, after_version: int) -> tuple[list[JobEvent], int, bool]:
+        """What a watcher from `after_version` is sent first: every event after it still in
+        history, or a SNAPSHOT when that is 0 or history no longer reaches back; the version the
+        watcher stands at before them; whether the job is finished. Subscribe first, so nothing
+        committed meanwhile is lost. NotFound."""
+        job, history = await self.store.get_with_events(job_id, after_version)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        replay = list(history)
+        contiguous = [e.version for e in history] == list(range(after_version + 1, job.version + 1))
+        if after_version == 0 or after_version > job.version or not contiguous:
+            replay = [JobEvent(EventType.SNAPSHOT, job)]
+        last = after_version if after_version <= job.version else 0
+        return replay, last, job.status.terminal
+
+    async def history_between(self, job_id: str, after: int, before: int) -> list[JobEvent]:
         """Committed events between two versions (what history still holds of them)."""
         _, events = await self.store.get_with_events(job_id, after)
         return [event for event in events if event.version < before]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,18 +11,24 @@ from typing import Any, TypeVar
 import grpc
 
 from jobstate import errors
-from jobstate.domain import Cancel, Complete, Fail, Progress, Submit
+from jobstate.domain import Cancel, Complete, Fail, Job, JobEvent, Progress, Submit
+from jobstate.follow import End, Follower
 from jobstate.service import JobService
 from jobstate.store import JobQuery
 from jobstate.translate import (
+    EVENT_TO_PB,
+    Fields,
+    change_from_pb,
     datetime_from_pb,
     event_to_pb,
+    fields_from_mask,
     job_to_pb,
     params_from_pb,
     statuses_from_pb,
 )
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
+from jobstate.wire import MAX_BATCH_CHANGES
 
 log = logging.getLogger(__name__)
 Request = TypeVar("Request")
@@ -66,6 +73,45 @@ def unary(handler: Unary[Request, Response]) -> Unary[Request, Response]:
         raise AssertionError("unreachable: abort raises")
 
     return wrapper
+
+
+def _result(outcome: Job | errors.JobStateError, fields: Fields) -> pb.ChangeResult:
+    if isinstance(outcome, Job):
+        return pb.ChangeResult(job=job_to_pb(outcome, fields))
+    code, message = status_for(outcome)
+    return pb.ChangeResult(code=code.value[0], message=message)
+
+
+def _job_event(event: JobEvent, fields: Fields) -> pb.JobEvent:
+    return pb.JobEvent(type=EVENT_TO_PB[event.type], job=job_to_pb(event.job, fields))
+
+
+def _end(end: End) -> pb.FollowEnd:
+    if end.error is None:
+        return pb.FollowEnd(job_id=end.job_id)
+    code, message = status_for(end.error)
+    return pb.FollowEnd(job_id=end.job_id, code=code.value[0], message=message)
+
+
+async def _read_follow_requests(
+    requests: AsyncIterator[pb.FollowJobsRequest], follower: Follower
+) -> None:
+    """Apply the client's requests to `follower` until it stops sending."""
+    try:
+        async for request in requests:
+            match request.WhichOneof("request"):
+                case "follow":
+                    follow = request.follow
+                    try:
+                        fields = fields_from_mask(follow.read_mask)
+                    except errors.InvalidArgument as exc:
+                        follower.refuse(follow.job_id, exc)
+                        continue
+                    follower.follow(follow.job_id, follow.after_version, fields)
+                case "unfollow":
+                    follower.unfollow(request.unfollow.job_id)
+    finally:
+        follower.requests_done()
 
 
 class JobStateServicer(pb_grpc.JobStateServiceServicer):
@@ -139,6 +185,19 @@ class JobStateServicer(pb_grpc.JobStateServiceServicer):
         job = await self.service.change(request.job_id, Cancel(request.reason))
         return pb.CancelJobResponse(job=job_to_pb(job))
 
+    @unary
+    async def ApplyChanges(
+        self, request: pb.ApplyChangesRequest, context: Any
+    ) -> pb.ApplyChangesResponse:
+        if len(request.changes) > MAX_BATCH_CHANGES:
+            raise errors.InvalidArgument(
+                f"{len(request.changes)} changes in one call; the limit is {MAX_BATCH_CHANGES}"
+            )
+        fields = fields_from_mask(request.read_mask)
+        changes = [change_from_pb(change) for change in request.changes]
+        outcomes = await self.service.change_many(changes)
+        return pb.ApplyChangesResponse(results=[_result(o, fields) for o in outcomes])
+
     async def WatchJob(
         self, request: pb.WatchJobRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchJobResponse]:
@@ -160,3 +219,27 @@ class JobStateServicer(pb_grpc.JobStateServiceServicer):
         finally:
             self.watch_streams -= 1
         await context.abort(code, message)
+
+    async def FollowJobs(
+        self,
+        requests: AsyncIterator[pb.FollowJobsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.FollowJobsResponse]:
+        if self.watch_streams >= self.max_watch_streams:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this server already serves {self.max_watch_streams} watch streams",
+            )
+        self.watch_streams += 1
+        follower = Follower(self.service, self.service.hub)
+        reader = asyncio.create_task(_read_follow_requests(requests, follower))
+        try:
+            async for batch in follower.batches():
+                yield pb.FollowJobsResponse(
+                    events=[_job_event(event, fields) for event, fields in batch.events],
+                    ends=[_end(end) for end in batch.ends],
+                )
+        finally:
+            self.watch_streams -= 1
+            reader.cancel()
+            follower.close()

@@ -6,15 +6,28 @@ only the pure domain and the generated messages, so the client needs no database
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from jobstate.domain import EventType, Job, JobEvent, Status, validate_params
+from jobstate.domain import (
+    Cancel,
+    Change,
+    Complete,
+    EventType,
+    Fail,
+    Job,
+    JobEvent,
+    Progress,
+    Status,
+    Submit,
+    validate_params,
+)
 from jobstate.errors import InvalidArgument
 from jobstate.v1 import jobstate_pb2 as pb
 
@@ -44,7 +57,40 @@ def _timestamp(value: datetime) -> Timestamp:
     return ts
 
 
-def job_to_pb(job: Job) -> pb.Job:
+# Job fields a read_mask may name (AIP-157), with how each is read off a record; params and
+# the timestamps are set apart below because they are messages.
+_SCALARS: dict[str, Callable[[Job], object]] = {
+    "job_id": lambda job: job.job_id,
+    "user_id": lambda job: job.user_id,
+    "kind": lambda job: job.kind,
+    "status": lambda job: STATUS_TO_PB[job.status],
+    "progress": lambda job: job.progress,
+    "message": lambda job: job.message,
+    "output_key": lambda job: job.output_key,
+    "error": lambda job: job.error,
+    "version": lambda job: job.version,
+    "external_id": lambda job: job.external_id,
+}
+_TIMES = ("created_at", "updated_at", "completed_at")
+JOB_FIELDS = frozenset((*_SCALARS, "params", *_TIMES))
+Fields = frozenset[str] | None  # None: every field
+
+
+def fields_from_mask(mask: FieldMask) -> Fields:
+    """The Job fields a read_mask names (None when it names none: every field);
+    InvalidArgument naming a path that is not a Job field."""
+    if not mask.paths:
+        return None
+    unknown = sorted(set(mask.paths) - JOB_FIELDS)
+    if unknown:
+        raise InvalidArgument(f"read_mask names fields Job does not have: {', '.join(unknown)}")
+    return frozenset(mask.paths)
+
+
+def job_to_pb(job: Job, fields: Fields = None) -> pb.Job:
+    """The job as a message; only `fields` when given (a partial response)."""
+    if fields is not None:
+        return _partial_job(job, fields)
     message = pb.Job(
         job_id=job.job_id,
         user_id=job.user_id,
@@ -63,6 +109,17 @@ def job_to_pb(job: Job) -> pb.Job:
         message.params.update(job.params)
     if job.completed_at is not None:
         message.completed_at.CopyFrom(_timestamp(job.completed_at))
+    return message
+
+
+def _partial_job(job: Job, fields: frozenset[str]) -> pb.Job:
+    message = pb.Job(**{name: read(job) for name, read in _SCALARS.items() if name in fields})
+    if "params" in fields and job.params:
+        message.params.update(job.params)
+    for name in _TIMES:
+        value = getattr(job, name)
+        if name in fields and value is not None:
+            getattr(message, name).FromDatetime(value)
     return message
 
 
@@ -122,6 +179,44 @@ def params_to_pb(params: dict[str, Any]) -> Struct:
     except (json_format.ParseError, TypeError, ValueError) as exc:
         raise InvalidArgument(f"params cannot be sent: {exc}") from None
     return struct
+
+
+def change_from_pb(message: pb.JobChange) -> tuple[str, Change]:
+    """(job_id, the change) of one ApplyChanges change; InvalidArgument when none is set."""
+    match message.WhichOneof("change"):
+        case "mark_submitted":
+            submitted = message.mark_submitted
+            return submitted.job_id, Submit(submitted.external_id)
+        case "report_progress":
+            progress = message.report_progress
+            return progress.job_id, Progress(progress.progress, progress.message)
+        case "complete_job":
+            complete = message.complete_job
+            return complete.job_id, Complete(complete.output_key)
+        case "fail_job":
+            return message.fail_job.job_id, Fail(message.fail_job.error)
+        case "cancel_job":
+            return message.cancel_job.job_id, Cancel(message.cancel_job.reason)
+    raise InvalidArgument("every change must set one of its kinds (report_progress, ...)")
+
+
+def change_to_pb(job_id: str, change: Change) -> pb.JobChange:
+    match change:
+        case Submit(external_id):
+            return pb.JobChange(
+                mark_submitted=pb.MarkSubmittedRequest(job_id=job_id, external_id=external_id)
+            )
+        case Progress(progress, message):
+            request = pb.ReportProgressRequest(job_id=job_id, progress=progress, message=message)
+            return pb.JobChange(report_progress=request)
+        case Complete(output_key):
+            complete = pb.CompleteJobRequest(job_id=job_id, output_key=output_key)
+            return pb.JobChange(complete_job=complete)
+        case Fail(error):
+            return pb.JobChange(fail_job=pb.FailJobRequest(job_id=job_id, error=error))
+        case Cancel(reason):
+            return pb.JobChange(cancel_job=pb.CancelJobRequest(job_id=job_id, reason=reason))
+    raise InvalidArgument(f"unknown change {change!r}")
 
 
 def statuses_from_pb(values: Iterable[pb.JobStatus]) -> tuple[Status, ...]:

@@ -30,6 +30,7 @@ MAX_IDEMPOTENCY_KEY = 128
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+MAX_BATCH_CHANGES = 1000  # changes in one ApplyChanges call
 
 
 def nesting_depth(value: Any) -> int:

@@ -22,59 +22,80 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ajobstate/v1/jobstate.proto\x12\x0bjobstate.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12&\n\x06status\x18\x04 \x01(\x0e\x32\x16.jobstate.v1.JobStatus\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x12\n\noutput_key\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\x04\x12\'\n\x06params\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0b\x65xternal_id\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x01\n\x10\x43reateJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\'\n\x06params\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"2\n\x11\x43reateJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"\xd4\x01\n\x0fListJobsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12(\n\x08statuses\x18\x04 \x03(\x0e\x32\x16.jobstate.v1.JobStatus\x12\x32\n\x0eupdated_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\noutput_key\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.jobstate.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x14MarkSubmittedRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x02 \x01(\t\"6\n\x15MarkSubmittedResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"J\n\x15ReportProgressRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08progress\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\"7\n\x16ReportProgressResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"8\n\x12\x43ompleteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\noutput_key\x18\x02 \x01(\t\"4\n\x13\x43ompleteJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"/\n\x0e\x46\x61ilJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"0\n\x0f\x46\x61ilJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"8\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rafter_version\x18\x02 \x01(\x04\"W\n\x10WatchJobResponse\x12$\n\x04type\x18\x01 \x01(\x0e\x32\x16.jobstate.v1.EventType\x12\x1d\n\x03job\x18\x02 \x01(\x0b\x32\x10.jobstate.v1.Job*\xa3\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x19\n\x15JOB_STATUS_PROCESSING\x10\x02\x12\x17\n\x13JOB_STATUS_COMPLETE\x10\x03\x12\x14\n\x10JOB_STATUS_ERROR\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*\xd4\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_TYPE_SNAPSHOT\x10\x01\x12\x16\n\x12\x45VENT_TYPE_CREATED\x10\x02\x12\x18\n\x14\x45VENT_TYPE_SUBMITTED\x10\x03\x12\x17\n\x13\x45VENT_TYPE_PROGRESS\x10\x04\x12\x17\n\x13\x45VENT_TYPE_COMPLETE\x10\x05\x12\x14\n\x10\x45VENT_TYPE_ERROR\x10\x06\x12\x18\n\x14\x45VENT_TYPE_CANCELLED\x10\x07\x32\xcb\x05\n\x0fJobStateService\x12J\n\tCreateJob\x12\x1d.jobstate.v1.CreateJobRequest\x1a\x1e.jobstate.v1.CreateJobResponse\x12\x41\n\x06GetJob\x12\x1a.jobstate.v1.GetJobRequest\x1a\x1b.jobstate.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.jobstate.v1.ListJobsRequest\x1a\x1d.jobstate.v1.ListJobsResponse\x12V\n\rMarkSubmitted\x12!.jobstate.v1.MarkSubmittedRequest\x1a\".jobstate.v1.MarkSubmittedResponse\x12Y\n\x0eReportProgress\x12\".jobstate.v1.ReportProgressRequest\x1a#.jobstate.v1.ReportProgressResponse\x12P\n\x0b\x43ompleteJob\x12\x1f.jobstate.v1.CompleteJobRequest\x1a .jobstate.v1.CompleteJobResponse\x12\x44\n\x07\x46\x61ilJob\x12\x1b.jobstate.v1.FailJobRequest\x1a\x1c.jobstate.v1.FailJobResponse\x12J\n\tCancelJob\x12\x1d.jobstate.v1.CancelJobRequest\x1a\x1e.jobstate.v1.CancelJobResponse\x12I\n\x08WatchJob\x12\x1c.jobstate.v1.WatchJobRequest\x1a\x1d.jobstate.v1.WatchJobResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ajobstate/v1/jobstate.proto\x12\x0bjobstate.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12&\n\x06status\x18\x04 \x01(\x0e\x32\x16.jobstate.v1.JobStatus\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x12\n\noutput_key\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\x04\x12\'\n\x06params\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0b\x65xternal_id\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x01\n\x10\x43reateJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\'\n\x06params\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"2\n\x11\x43reateJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"\xd4\x01\n\x0fListJobsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12(\n\x08statuses\x18\x04 \x03(\x0e\x32\x16.jobstate.v1.JobStatus\x12\x32\n\x0eupdated_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\noutput_key\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.jobstate.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x14MarkSubmittedRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x02 \x01(\t\"6\n\x15MarkSubmittedResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"J\n\x15ReportProgressRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08progress\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\"7\n\x16ReportProgressResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"8\n\x12\x43ompleteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\noutput_key\x18\x02 \x01(\t\"4\n\x13\x43ompleteJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"/\n\x0e\x46\x61ilJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"0\n\x0f\x46\x61ilJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.jobstate.v1.Job\"8\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rafter_version\x18\x02 \x01(\x04\"\xb0\x02\n\tJobChange\x12;\n\x0emark_submitted\x18\x01 \x01(\x0b\x32!.jobstate.v1.MarkSubmittedRequestH\x00\x12=\n\x0freport_progress\x18\x02 \x01(\x0b\x32\".jobstate.v1.ReportProgressRequestH\x00\x12\x37\n\x0c\x63omplete_job\x18\x03 \x01(\x0b\x32\x1f.jobstate.v1.CompleteJobRequestH\x00\x12/\n\x08\x66\x61il_job\x18\x04 \x01(\x0b\x32\x1b.jobstate.v1.FailJobRequestH\x00\x12\x33\n\ncancel_job\x18\x05 \x01(\x0b\x32\x1d.jobstate.v1.CancelJobRequestH\x00\x42\x08\n\x06\x63hange\"m\n\x13\x41pplyChangesRequest\x12\'\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x16.jobstate.v1.JobChange\x12-\n\tread_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x14\x41pplyChangesResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.jobstate.v1.ChangeResult\"L\n\x0c\x43hangeResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1d\n\x03job\x18\x03 \x01(\x0b\x32\x10.jobstate.v1.Job\"v\n\x11\x46ollowJobsRequest\x12(\n\x06\x66ollow\x18\x01 \x01(\x0b\x32\x16.jobstate.v1.FollowJobH\x00\x12,\n\x08unfollow\x18\x02 \x01(\x0b\x32\x18.jobstate.v1.UnfollowJobH\x00\x42\t\n\x07request\"a\n\tFollowJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rafter_version\x18\x02 \x01(\x04\x12-\n\tread_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x1d\n\x0bUnfollowJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"a\n\x12\x46ollowJobsResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.jobstate.v1.JobEvent\x12$\n\x04\x65nds\x18\x02 \x03(\x0b\x32\x16.jobstate.v1.FollowEnd\"O\n\x08JobEvent\x12$\n\x04type\x18\x01 \x01(\x0e\x32\x16.jobstate.v1.EventType\x12\x1d\n\x03job\x18\x02 \x01(\x0b\x32\x10.jobstate.v1.Job\":\n\tFollowEnd\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"W\n\x10WatchJobResponse\x12$\n\x04type\x18\x01 \x01(\x0e\x32\x16.jobstate.v1.EventType\x12\x1d\n\x03job\x18\x02 \x01(\x0b\x32\x10.jobstate.v1.Job*\xa3\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x19\n\x15JOB_STATUS_PROCESSING\x10\x02\x12\x17\n\x13JOB_STATUS_COMPLETE\x10\x03\x12\x14\n\x10JOB_STATUS_ERROR\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*\xd4\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_TYPE_SNAPSHOT\x10\x01\x12\x16\n\x12\x45VENT_TYPE_CREATED\x10\x02\x12\x18\n\x14\x45VENT_TYPE_SUBMITTED\x10\x03\x12\x17\n\x13\x45VENT_TYPE_PROGRESS\x10\x04\x12\x17\n\x13\x45VENT_TYPE_COMPLETE\x10\x05\x12\x14\n\x10\x45VENT_TYPE_ERROR\x10\x06\x12\x18\n\x14\x45VENT_TYPE_CANCELLED\x10\x07\x32\xf3\x06\n\x0fJobStateService\x12J\n\tCreateJob\x12\x1d.jobstate.v1.CreateJobRequest\x1a\x1e.jobstate.v1.CreateJobResponse\x12\x41\n\x06GetJob\x12\x1a.jobstate.v1.GetJobRequest\x1a\x1b.jobstate.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.jobstate.v1.ListJobsRequest\x1a\x1d.jobstate.v1.ListJobsResponse\x12V\n\rMarkSubmitted\x12!.jobstate.v1.MarkSubmittedRequest\x1a\".jobstate.v1.MarkSubmittedResponse\x12Y\n\x0eReportProgress\x12\".jobstate.v1.ReportProgressRequest\x1a#.jobstate.v1.ReportProgressResponse\x12P\n\x0b\x43ompleteJob\x12\x1f.jobstate.v1.CompleteJobRequest\x1a .jobstate.v1.CompleteJobResponse\x12\x44\n\x07\x46\x61ilJob\x12\x1b.jobstate.v1.FailJobRequest\x1a\x1c.jobstate.v1.FailJobResponse\x12J\n\tCancelJob\x12\x1d.jobstate.v1.CancelJobRequest\x1a\x1e.jobstate.v1.CancelJobResponse\x12I\n\x08WatchJob\x12\x1c.jobstate.v1.WatchJobRequest\x1a\x1d.jobstate.v1.WatchJobResponse0\x01\x12S\n\x0c\x41pplyChanges\x12 .jobstate.v1.ApplyChangesRequest\x1a!.jobstate.v1.ApplyChangesResponse\x12Q\n\nFollowJobs\x12\x1e.jobstate.v1.FollowJobsRequest\x1a\x1f.jobstate.v1.FollowJobsResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jobstate.v1.jobstate_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATUS']._serialized_start=1769
-  _globals['_JOBSTATUS']._serialized_end=1932
-  _globals['_EVENTTYPE']._serialized_start=1935
-  _globals['_EVENTTYPE']._serialized_end=2147
-  _globals['_JOB']._serialized_start=107
-  _globals['_JOB']._serialized_end=494
-  _globals['_CREATEJOBREQUEST']._serialized_start=497
-  _globals['_CREATEJOBREQUEST']._serialized_end=628
-  _globals['_CREATEJOBRESPONSE']._serialized_start=630
-  _globals['_CREATEJOBRESPONSE']._serialized_end=680
-  _globals['_GETJOBREQUEST']._serialized_start=682
-  _globals['_GETJOBREQUEST']._serialized_end=713
-  _globals['_GETJOBRESPONSE']._serialized_start=715
-  _globals['_GETJOBRESPONSE']._serialized_end=762
-  _globals['_LISTJOBSREQUEST']._serialized_start=765
-  _globals['_LISTJOBSREQUEST']._serialized_end=977
-  _globals['_LISTJOBSRESPONSE']._serialized_start=979
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1054
-  _globals['_MARKSUBMITTEDREQUEST']._serialized_start=1056
-  _globals['_MARKSUBMITTEDREQUEST']._serialized_end=1115
-  _globals['_MARKSUBMITTEDRESPONSE']._serialized_start=1117
-  _globals['_MARKSUBMITTEDRESPONSE']._serialized_end=1171
-  _globals['_REPORTPROGRESSREQUEST']._serialized_start=1173
-  _globals['_REPORTPROGRESSREQUEST']._serialized_end=1247
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=1249
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=1304
-  _globals['_COMPLETEJOBREQUEST']._serialized_start=1306
-  _globals['_COMPLETEJOBREQUEST']._serialized_end=1362
-  _globals['_COMPLETEJOBRESPONSE']._serialized_start=1364
-  _globals['_COMPLETEJOBRESPONSE']._serialized_end=1416
-  _globals['_FAILJOBREQUEST']._serialized_start=1418
-  _globals['_FAILJOBREQUEST']._serialized_end=1465
-  _globals['_FAILJOBRESPONSE']._serialized_start=1467
-  _globals['_FAILJOBRESPONSE']._serialized_end=1515
-  _globals['_CANCELJOBREQUEST']._serialized_start=1517
-  _globals['_CANCELJOBREQUEST']._serialized_end=1567
-  _globals['_CANCELJOBRESPONSE']._serialized_start=1569
-  _globals['_CANCELJOBRESPONSE']._serialized_end=1619
-  _globals['_WATCHJOBREQUEST']._serialized_start=1621
-  _globals['_WATCHJOBREQUEST']._serialized_end=1677
-  _globals['_WATCHJOBRESPONSE']._serialized_start=1679
-  _globals['_WATCHJOBRESPONSE']._serialized_end=1766
-  _globals['_JOBSTATESERVICE']._serialized_start=2150
-  _globals['_JOBSTATESERVICE']._serialized_end=2865
+  _globals['_JOBSTATUS']._serialized_start=2857
+  _globals['_JOBSTATUS']._serialized_end=3020
+  _globals['_EVENTTYPE']._serialized_start=3023
+  _globals['_EVENTTYPE']._serialized_end=3235
+  _globals['_JOB']._serialized_start=141
+  _globals['_JOB']._serialized_end=528
+  _globals['_CREATEJOBREQUEST']._serialized_start=531
+  _globals['_CREATEJOBREQUEST']._serialized_end=662
+  _globals['_CREATEJOBRESPONSE']._serialized_start=664
+  _globals['_CREATEJOBRESPONSE']._serialized_end=714
+  _globals['_GETJOBREQUEST']._serialized_start=716
+  _globals['_GETJOBREQUEST']._serialized_end=747
+  _globals['_GETJOBRESPONSE']._serialized_start=749
+  _globals['_GETJOBRESPONSE']._serialized_end=796
+  _globals['_LISTJOBSREQUEST']._serialized_start=799
+  _globals['_LISTJOBSREQUEST']._serialized_end=1011
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1013
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1088
+  _globals['_MARKSUBMITTEDREQUEST']._serialized_start=1090
+  _globals['_MARKSUBMITTEDREQUEST']._serialized_end=1149
+  _globals['_MARKSUBMITTEDRESPONSE']._serialized_start=1151
+  _globals['_MARKSUBMITTEDRESPONSE']._serialized_end=1205
+  _globals['_REPORTPROGRESSREQUEST']._serialized_start=1207
+  _globals['_REPORTPROGRESSREQUEST']._serialized_end=1281
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=1283
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=1338
+  _globals['_COMPLETEJOBREQUEST']._serialized_start=1340
+  _globals['_COMPLETEJOBREQUEST']._serialized_end=1396
+  _globals['_COMPLETEJOBRESPONSE']._serialized_start=1398
+  _globals['_COMPLETEJOBRESPONSE']._serialized_end=1450
+  _globals['_FAILJOBREQUEST']._serialized_start=1452
+  _globals['_FAILJOBREQUEST']._serialized_end=1499
+  _globals['_FAILJOBRESPONSE']._serialized_start=1501
+  _globals['_FAILJOBRESPONSE']._serialized_end=1549
+  _globals['_CANCELJOBREQUEST']._serialized_start=1551
+  _globals['_CANCELJOBREQUEST']._serialized_end=1601
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1603
+  _globals['_CANCELJOBRESPONSE']._serialized_end=1653
+  _globals['_WATCHJOBREQUEST']._serialized_start=1655
+  _globals['_WATCHJOBREQUEST']._serialized_end=1711
+  _globals['_JOBCHANGE']._serialized_start=1714
+  _globals['_JOBCHANGE']._serialized_end=2018
+  _globals['_APPLYCHANGESREQUEST']._serialized_start=2020
+  _globals['_APPLYCHANGESREQUEST']._serialized_end=2129
+  _globals['_APPLYCHANGESRESPONSE']._serialized_start=2131
+  _globals['_APPLYCHANGESRESPONSE']._serialized_end=2197
+  _globals['_CHANGERESULT']._serialized_start=2199
+  _globals['_CHANGERESULT']._serialized_end=2275
+  _globals['_FOLLOWJOBSREQUEST']._serialized_start=2277
+  _globals['_FOLLOWJOBSREQUEST']._serialized_end=2395
+  _globals['_FOLLOWJOB']._serialized_start=2397
+  _globals['_FOLLOWJOB']._serialized_end=2494
+  _globals['_UNFOLLOWJOB']._serialized_start=2496
+  _globals['_UNFOLLOWJOB']._serialized_end=2525
+  _globals['_FOLLOWJOBSRESPONSE']._serialized_start=2527
+  _globals['_FOLLOWJOBSRESPONSE']._serialized_end=2624
+  _globals['_JOBEVENT']._serialized_start=2626
+  _globals['_JOBEVENT']._serialized_end=2705
+  _globals['_FOLLOWEND']._serialized_start=2707
+  _globals['_FOLLOWEND']._serialized_end=2765
+  _globals['_WATCHJOBRESPONSE']._serialized_start=2767
+  _globals['_WATCHJOBRESPONSE']._serialized_end=2854
+  _globals['_JOBSTATESERVICE']._serialized_start=3238
+  _globals['_JOBSTATESERVICE']._serialized_end=4121
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -214,6 +215,94 @@ class WatchJobRequest(_message.Message):
     job_id: str
     after_version: int
     def __init__(self, job_id: _Optional[str] = ..., after_version: _Optional[int] = ...) -> None: ...
+
+class JobChange(_message.Message):
+    __slots__ = ("mark_submitted", "report_progress", "complete_job", "fail_job", "cancel_job")
+    MARK_SUBMITTED_FIELD_NUMBER: _ClassVar[int]
+    REPORT_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_JOB_FIELD_NUMBER: _ClassVar[int]
+    FAIL_JOB_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_JOB_FIELD_NUMBER: _ClassVar[int]
+    mark_submitted: MarkSubmittedRequest
+    report_progress: ReportProgressRequest
+    complete_job: CompleteJobRequest
+    fail_job: FailJobRequest
+    cancel_job: CancelJobRequest
+    def __init__(self, mark_submitted: _Optional[_Union[MarkSubmittedRequest, _Mapping]] = ..., report_progress: _Optional[_Union[ReportProgressRequest, _Mapping]] = ..., complete_job: _Optional[_Union[CompleteJobRequest, _Mapping]] = ..., fail_job: _Optional[_Union[FailJobRequest, _Mapping]] = ..., cancel_job: _Optional[_Union[CancelJobRequest, _Mapping]] = ...) -> None: ...
+
+class ApplyChangesRequest(_message.Message):
+    __slots__ = ("changes", "read_mask")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    READ_MASK_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[JobChange]
+    read_mask: _field_mask_pb2.FieldMask
+    def __init__(self, changes: _Optional[_Iterable[_Union[JobChange, _Mapping]]] = ..., read_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class ApplyChangesResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ChangeResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ChangeResult, _Mapping]]] = ...) -> None: ...
+
+class ChangeResult(_message.Message):
+    __slots__ = ("code", "message", "job")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    job: Job
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class FollowJobsRequest(_message.Message):
+    __slots__ = ("follow", "unfollow")
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    UNFOLLOW_FIELD_NUMBER: _ClassVar[int]
+    follow: FollowJob
+    unfollow: UnfollowJob
+    def __init__(self, follow: _Optional[_Union[FollowJob, _Mapping]] = ..., unfollow: _Optional[_Union[UnfollowJob, _Mapping]] = ...) -> None: ...
+
+class FollowJob(_message.Message):
+    __slots__ = ("job_id", "after_version", "read_mask")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    READ_MASK_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    after_version: int
+    read_mask: _field_mask_pb2.FieldMask
+    def __init__(self, job_id: _Optional[str] = ..., after_version: _Optional[int] = ..., read_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UnfollowJob(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class FollowJobsResponse(_message.Message):
+    __slots__ = ("events", "ends")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    ENDS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[JobEvent]
+    ends: _containers.RepeatedCompositeFieldContainer[FollowEnd]
+    def __init__(self, events: _Optional[_Iterable[_Union[JobEvent, _Mapping]]] = ..., ends: _Optional[_Iterable[_Union[FollowEnd, _Mapping]]] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("type", "job")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    type: EventType
+    job: Job
+    def __init__(self, type: _Optional[_Union[EventType, str]] = ..., job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class FollowEnd(_message.Message):
+    __slots__ = ("job_id", "code", "message")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    code: int
+    message: str
+    def __init__(self, job_id: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class WatchJobResponse(_message.Message):
     __slots__ = ("type", "job")

@@ -81,6 +81,16 @@ class JobStateServiceStub:
                 request_serializer=jobstate_dot_v1_dot_jobstate__pb2.WatchJobRequest.SerializeToString,
                 response_deserializer=jobstate_dot_v1_dot_jobstate__pb2.WatchJobResponse.FromString,
                 _registered_method=True)
+        self.ApplyChanges = channel.unary_unary(
+                '/jobstate.v1.JobStateService/ApplyChanges',
+                request_serializer=jobstate_dot_v1_dot_jobstate__pb2.ApplyChangesRequest.SerializeToString,
+                response_deserializer=jobstate_dot_v1_dot_jobstate__pb2.ApplyChangesResponse.FromString,
+                _registered_method=True)
+        self.FollowJobs = channel.stream_stream(
+                '/jobstate.v1.JobStateService/FollowJobs',
+                request_serializer=jobstate_dot_v1_dot_jobstate__pb2.FollowJobsRequest.SerializeToString,
+                response_deserializer=jobstate_dot_v1_dot_jobstate__pb2.FollowJobsResponse.FromString,
+                _registered_method=True)
 
 
 class JobStateServiceServicer:
@@ -157,6 +167,29 @@ class JobStateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyChanges(self, request, context):
+        """ApplyChanges makes many changes in one call, each answered on its own, in request order
+        (as Bigtable's MutateRows): every rule of the unary change RPCs holds per change, with the
+        code that RPC would answer, and changes to one job are applied in the order given. Only a
+        request that cannot be taken as a whole fails the call (INVALID_ARGUMENT: more than 1,000
+        changes, a change with nothing set, an unknown read_mask path), and then nothing is applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FollowJobs(self, request_iterator, context):
+        """FollowJobs follows a changing set of jobs on one stream: each FollowJob request starts
+        a job with the rules of WatchJob (a SNAPSHOT or the replay after after_version, then live
+        events; versions strictly increase per job; a slow follower may lose intermediate PROGRESS
+        but never a status change or terminal event). Events committed together travel in one
+        message. A job ends with a FollowEnd: after its terminal event, on UnfollowJob, or with the
+        code WatchJob would have failed with (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobStateServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +237,16 @@ def add_JobStateServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=jobstate_dot_v1_dot_jobstate__pb2.WatchJobRequest.FromString,
                     response_serializer=jobstate_dot_v1_dot_jobstate__pb2.WatchJobResponse.SerializeToString,
+            ),
+            'ApplyChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyChanges,
+                    request_deserializer=jobstate_dot_v1_dot_jobstate__pb2.ApplyChangesRequest.FromString,
+                    response_serializer=jobstate_dot_v1_dot_jobstate__pb2.ApplyChangesResponse.SerializeToString,
+            ),
+            'FollowJobs': grpc.stream_stream_rpc_method_handler(
+                    servicer.FollowJobs,
+                    request_deserializer=jobstate_dot_v1_dot_jobstate__pb2.FollowJobsRequest.FromString,
+                    response_serializer=jobstate_dot_v1_dot_jobstate__pb2.FollowJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -451,6 +494,60 @@ class JobStateService:
             '/jobstate.v1.JobStateService/WatchJob',
             jobstate_dot_v1_dot_jobstate__pb2.WatchJobRequest.SerializeToString,
             jobstate_dot_v1_dot_jobstate__pb2.WatchJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobstate.v1.JobStateService/ApplyChanges',
+            jobstate_dot_v1_dot_jobstate__pb2.ApplyChangesRequest.SerializeToString,
+            jobstate_dot_v1_dot_jobstate__pb2.ApplyChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowJobs(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/jobstate.v1.JobStateService/FollowJobs',
+            jobstate_dot_v1_dot_jobstate__pb2.FollowJobsRequest.SerializeToString,
+            jobstate_dot_v1_dot_jobstate__pb2.FollowJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

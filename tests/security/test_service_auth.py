@@ -51,14 +51,26 @@ def request_for(method: str, job_id: str) -> Any:
     request = getattr(pb, descriptor.input_type.name)()
     if "job_id" in descriptor.input_type.fields_by_name:
         request.job_id = job_id
+    if method == "FollowJobs":
+        request.follow.job_id = job_id
     return request
 
 
 async def call(channel: grpc.aio.Channel, method: str, request: Any, metadata: Any) -> Any:
-    """Call `method` generically; returns the reply (WatchJob: the first message)."""
+    """Call `method` generically; returns the reply (streams: the first message)."""
     path = f"/{SERVICE.full_name}/{method}"
     descriptor = SERVICE.methods_by_name[method]
     reply_type = getattr(pb, descriptor.output_type.name)
+    if descriptor.client_streaming:
+        bidi = channel.stream_stream(
+            path,
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=reply_type.FromString,
+        )(iter([request]), metadata=metadata, timeout=10)
+        async for reply in bidi:
+            bidi.cancel()
+            return reply
+        return None
     if descriptor.server_streaming:
         stream = channel.unary_stream(
             path,

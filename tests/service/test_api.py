@@ -731,6 +731,8 @@ async def test_reflection_is_served(sqlite_server: RunningServer, connect: Chann
         "FailJob",
         "CancelJob",
         "WatchJob",
+        "ApplyChanges",
+        "FollowJobs",
     }
 
 
