@@ -10,6 +10,7 @@ and each caller returns only after that commit.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from datetime import datetime
 
@@ -20,12 +21,13 @@ from jobstate.database import Database, open_database
 from jobstate.domain import Change, Job, JobEvent
 from jobstate.errors import JobStateError, Unavailable
 from jobstate.groupcommit import GroupCommit
-from jobstate.migrate import ensure_schema
+from jobstate.migrate import SchemaNotCurrent, prepare_schema
 from jobstate.reads import JobQuery, select_job, select_page, select_with_events
 from jobstate.supervisor import Supervisor
 from jobstate.writes import Outcome, Write
 
 __all__ = ["JobQuery", "Store"]
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -49,20 +51,33 @@ class Store:
 
     @classmethod
     async def open(
-        cls, url: str, *, sqlite_synchronous: str = "NORMAL", supervisor: Supervisor | None = None
+        cls,
+        url: str,
+        *,
+        migrate: bool = False,
+        sqlite_synchronous: str = "NORMAL",
+        supervisor: Supervisor | None = None,
     ) -> Store:
-        """Open (and create or upgrade) the store; its group-commit loop runs under
-        `supervisor` (a private one if None)."""
+        """Open the store with its schema at this release's head: an empty database is
+        created, an older one upgraded only with `migrate` (see `jobstate.migrate`). Its
+        group-commit loop runs under `supervisor` (a private one if None).
+
+        Raises Unavailable, or SchemaNotCurrent (one line naming the database) for a schema
+        it leaves as it is."""
         db = open_database(url, sqlite_synchronous=sqlite_synchronous)
+        where = make_url(url).render_as_string(hide_password=True)
         try:
-            await db.write(ensure_schema)
+            migration = await db.write(prepare_schema, migrate)
         except Unavailable as exc:
             await db.close()
-            where = make_url(url).render_as_string(hide_password=True)
             raise Unavailable(f"cannot open the job store {where}: {exc.cause}") from None
+        except SchemaNotCurrent as exc:
+            await db.close()
+            raise SchemaNotCurrent(f"the database {where} {exc}") from None
         except BaseException:
             await db.close()
             raise
+        log.info("database schema: %s", migration)
         return cls(db, supervisor)
 
     async def close(self) -> None:
