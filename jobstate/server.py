@@ -103,6 +103,8 @@ async def start_server(config: ServiceConfig) -> RunningServer:
             await health_servicer.set(name, status)
 
     supervisor = Supervisor(report)
+    # Before the store: an address this host cannot bind must not create or upgrade a database.
+    _check_bindable(config.listen)
     store = await Store.open(
         config.database_url,
         migrate=config.migrate,
@@ -149,7 +151,6 @@ def _check_bindable(listen: str) -> None:
 
 
 def _bind(server: grpc.aio.Server, config: ServiceConfig) -> int:
-    _check_bindable(config.listen)
     try:
         if config.tls_cert:
             credentials = grpc.ssl_server_credentials(
