@@ -98,7 +98,7 @@ def head() -> str:
 def _found(conn: Connection) -> str:
     """The database's revision, or "empty" or "unversioned"."""
     tables = set(inspect(conn).get_table_names())
-    revision = None
+    revision: str | None = None
     if _VERSION.name in tables:
         # Read here, not through Alembic's MigrationContext, which logs two lines each time.
         revision = conn.scalar(select(_VERSION.c.version_num))

@@ -10,7 +10,7 @@ import binascii
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import Connection, and_, bindparam, or_, select
 
@@ -34,6 +34,10 @@ _EVENTS = (
 )
 
 
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: datetime | None) -> datetime | None: ...
 def _utc(value: datetime | None) -> datetime | None:
     # SQLite hands DateTime back naive; everything stored is UTC.
     if value is None or value.tzinfo is not None:
@@ -54,8 +58,8 @@ def job_from_row(row: Any) -> Job:
         version=row.version,
         params=row.params,
         external_id=row.external_id,
-        created_at=_utc(row.created_at),  # type: ignore[arg-type]
-        updated_at=_utc(row.updated_at),  # type: ignore[arg-type]
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
         completed_at=_utc(row.completed_at),
         idempotency_key=row.idempotency_key or "",
     )
@@ -80,7 +84,9 @@ def _event_from_row(job: Job, row: Any) -> JobEvent:
     return JobEvent(EventType(row.type), state)
 
 
-def select_with_events(conn: Connection, job_id: str, after: int) -> tuple[Job | None, list]:
+def select_with_events(
+    conn: Connection, job_id: str, after: int
+) -> tuple[Job | None, list[JobEvent]]:
     job = select_job(conn, job_id)
     if job is None or after >= job.version:
         return job, []

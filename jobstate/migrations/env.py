@@ -10,28 +10,33 @@ against the synchronous SQLite URL that file names.
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
 from jobstate.schema import metadata
 
 config = context.config
-# Batch mode: SQLite cannot ALTER most things, so a revision that changes a table rewrites it
-# there (copy and rename); PostgreSQL gets plain ALTERs from the same revision.
-OPTIONS = {"target_metadata": metadata, "render_as_batch": True}
+
+
+def _run(**options: Any) -> None:
+    # Batch mode: SQLite cannot ALTER most things, so a revision that changes a table rewrites
+    # it there (copy and rename); PostgreSQL gets plain ALTERs from the same revision.
+    context.configure(target_metadata=metadata, render_as_batch=True, **options)
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 def _online(connection: Connection) -> None:
-    context.configure(connection=connection, **OPTIONS)
-    with context.begin_transaction():
-        context.run_migrations()
+    _run(connection=connection)
 
 
 if context.is_offline_mode():
-    url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
-    context.configure(url=url, literal_binds=True, **OPTIONS)
-    with context.begin_transaction():
-        context.run_migrations()
+    _run(
+        url=config.attributes.get("url") or config.get_main_option("sqlalchemy.url"),
+        literal_binds=True,
+    )
 elif "connection" in config.attributes:
     _online(config.attributes["connection"])
 else:

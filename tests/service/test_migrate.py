@@ -253,6 +253,26 @@ async def test_migrate_sql_prints_the_sql_and_touches_nothing(
     ]
 
 
+async def test_a_database_with_some_of_the_tables_and_no_version_is_refused(
+    database_url: str,
+) -> None:
+    # Not empty, not something a release made: nothing is guessed, nothing is changed.
+    async with connection(database_url) as conn:
+        await conn.run_sync(V010_JOBS.create)
+    migrated = await jobstate("migrate", "--database-url", database_url)
+
+    assert migrated == (
+        1,
+        [],
+        [
+            f"jobstate migrate: the database {where(database_url)} has jobstate's table jobs but "
+            "not job_events, and no schema version: not a database jobstate made; restore a "
+            "backup or use an empty database"
+        ],
+    )
+    assert await table_names(database_url) == {"jobs"}
+
+
 async def test_migrate_cannot_reach_the_database_in_one_line() -> None:
     url = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"
     code, out, err = await jobstate("migrate", "--database-url", url)
