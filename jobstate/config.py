@@ -79,6 +79,13 @@ def _number(environ: Mapping[str, str], name: str, default: float, minimum: floa
     return value
 
 
+def _switch(environ: Mapping[str, str], name: str) -> bool:
+    raw = environ.get(name, "")
+    if raw not in ("", "0", "1"):
+        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+    return raw == "1"
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     listen: str = "127.0.0.1:50051"
@@ -93,6 +100,7 @@ class ServiceConfig:
     max_progress_events: int = 1000
     max_watch_streams: int = 10000
     retention_interval: float = 300.0
+    migrate: bool = False  # upgrade a database that is behind (else refuse it)
     # Fields set by a flag (field name -> flag), so that errors name the flag.
     flags: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -138,7 +146,7 @@ class ServiceConfig:
                 raise ConfigError(f"{name} {path!r} is not a readable file")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: str | None) -> ServiceConfig:
+    def from_env(cls, environ: Mapping[str, str], **overrides: str | bool | None) -> ServiceConfig:
         """Variables from `environ`; non-None `overrides` (CLI flags) win."""
         values: dict[str, object] = {
             "listen": environ.get("JOBSTATE_LISTEN") or cls.listen,
@@ -153,6 +161,7 @@ class ServiceConfig:
             "max_progress_events": int(_number(environ, "JOBSTATE_MAX_PROGRESS_EVENTS", 1000, 1)),
             "max_watch_streams": int(_number(environ, "JOBSTATE_MAX_WATCH_STREAMS", 10000, 1)),
             "retention_interval": _number(environ, "JOBSTATE_RETENTION_INTERVAL", 300.0, 0.01),
+            "migrate": _switch(environ, "JOBSTATE_MIGRATE"),
         }
         given = {k: v for k, v in overrides.items() if v is not None}
         values.update(given)

@@ -18,9 +18,10 @@ from collections.abc import Iterable
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from jobstate import notify
 from jobstate.errors import Unavailable
 from jobstate.hub import Hub
-from jobstate.store import NOTIFY_CHANNEL, Store
+from jobstate.store import Store
 
 log = logging.getLogger(__name__)
 _HEALTH_CHECK_INTERVAL = 5.0
@@ -64,7 +65,7 @@ class EventRelay:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
-            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            await conn.add_listener(notify.CHANNEL, self._on_notify)
             self._mark(self._hub.watched_jobs())  # catch up on what a reconnect missed
             while True:
                 try:
@@ -79,8 +80,8 @@ class EventRelay:
                 await asyncio.wait_for(conn.close(), timeout=2)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        job_id, _, version = payload.rpartition(":")
-        if self._hub.watched(job_id) and int(version) > self._hub.latest(job_id):
+        job_id, version = notify.decode(payload)
+        if self._hub.watched(job_id) and version > self._hub.latest(job_id):
             self._mark([job_id])
 
     def _mark(self, job_ids: Iterable[str]) -> None:

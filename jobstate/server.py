@@ -24,6 +24,7 @@ from jobstate.auth import TokenAuthInterceptor
 from jobstate.config import ConfigError, ServiceConfig, parse_listen
 from jobstate.errors import Unavailable
 from jobstate.hub import Hub
+from jobstate.migrate import SchemaNotCurrent
 from jobstate.relay import EventRelay, asyncpg_dsn
 from jobstate.service import JobService, utcnow
 from jobstate.servicer import JobStateServicer
@@ -88,7 +89,8 @@ async def _retention_loop(store: Store, config: ServiceConfig) -> None:
 
 
 async def start_server(config: ServiceConfig) -> RunningServer:
-    """Open the store, bind, and start serving. Raises Unavailable or ConfigError.
+    """Open the store, bind, and start serving. Raises Unavailable, ConfigError, or
+    SchemaNotCurrent (the database needs `jobstate migrate`, see `Store.open`).
 
     Background loops (group commit, retention, the relay) run supervised: health is
     NOT_SERVING from a loop's failure until its restart.
@@ -101,8 +103,13 @@ async def start_server(config: ServiceConfig) -> RunningServer:
             await health_servicer.set(name, status)
 
     supervisor = Supervisor(report)
+    # Before the store: an address this host cannot bind must not create or upgrade a database.
+    _check_bindable(config.listen)
     store = await Store.open(
-        config.database_url, sqlite_synchronous=config.sqlite_synchronous, supervisor=supervisor
+        config.database_url,
+        migrate=config.migrate,
+        sqlite_synchronous=config.sqlite_synchronous,
+        supervisor=supervisor,
     )
     hub = Hub()
     service = JobService(store, hub)
@@ -144,7 +151,6 @@ def _check_bindable(listen: str) -> None:
 
 
 def _bind(server: grpc.aio.Server, config: ServiceConfig) -> int:
-    _check_bindable(config.listen)
     try:
         if config.tls_cert:
             credentials = grpc.ssl_server_credentials(
@@ -163,7 +169,7 @@ def _bind(server: grpc.aio.Server, config: ServiceConfig) -> int:
 async def _serve(config: ServiceConfig) -> int:
     try:
         running = await start_server(config)
-    except (ConfigError, Unavailable) as exc:
+    except (ConfigError, Unavailable, SchemaNotCurrent) as exc:
         print(f"jobstate serve: {exc}", file=sys.stderr)
         return 1
     stop = asyncio.Event()
@@ -188,6 +194,7 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             database_url=args.database_url,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
+            migrate=args.migrate or None,
         )
     except ConfigError as exc:
         print(f"jobstate serve: {exc}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """`jobstate dev`: the service, the gateway, the simulated worker and the reconciler in one
 process.
 
-SQLite under ./data by default; ENVIRONMENT defaults to development here, so the gateway makes
-its secrets once under ./data and serves `/api/dev/token`. Honours JOBSTATE_LISTEN,
+SQLite under ./data by default, migrated to this release's schema (as `serve --migrate`);
+ENVIRONMENT defaults to development here, so the gateway makes its secrets once under ./data
+and serves `/api/dev/token`. Honours JOBSTATE_LISTEN,
 GATEWAY_LISTEN and JOBSTATE_DATABASE_URL (and every other variable of both processes); the
 gateway always talks to the service started here. SIGTERM/SIGINT stop the gateway first
 (sockets get 1001), then the service.
@@ -26,6 +27,7 @@ from gateway.server import Gateway
 from jobstate import logs
 from jobstate.config import ConfigError, ServiceConfig
 from jobstate.errors import Unavailable
+from jobstate.migrate import SchemaNotCurrent
 from jobstate.server import start_server
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ async def run(environ: Mapping[str, str], stop: asyncio.Event | None = None) -> 
     stop = stop or asyncio.Event()
     env = {"ENVIRONMENT": "development", **environ}
     try:
-        service_config = ServiceConfig.from_env(env)
+        service_config = ServiceConfig.from_env(env, migrate=True)
         # The gateway's target is filled in once the service has bound its port.
         GatewayConfig.from_env(env)
         reconcile_config = ReconcileConfig.from_env(env)
@@ -45,7 +47,7 @@ async def run(environ: Mapping[str, str], stop: asyncio.Event | None = None) -> 
         return 2
     try:
         service = await start_server(service_config)
-    except (ConfigError, Unavailable) as exc:
+    except (ConfigError, Unavailable, SchemaNotCurrent) as exc:
         print(f"jobstate dev: {exc}", file=sys.stderr)
         return 1
     host = service_config.listen.rpartition(":")[0] or "127.0.0.1"

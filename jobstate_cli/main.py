@@ -1,4 +1,4 @@
-"""The `jobstate` console script: serve, gateway, reconcile, dev, jobs."""
+"""The `jobstate` console script: serve, migrate, gateway, reconcile, dev, jobs."""
 
 from __future__ import annotations
 
@@ -17,6 +17,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", help="SQLAlchemy async URL (env JOBSTATE_DATABASE_URL)")
     serve.add_argument("--tls-cert", help="PEM certificate chain for TLS (env JOBSTATE_TLS_CERT)")
     serve.add_argument("--tls-key", help="PEM private key for TLS (env JOBSTATE_TLS_KEY)")
+    serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="upgrade a database that is behind first (env JOBSTATE_MIGRATE=1); without it, "
+        "serve refuses one (an empty database is created either way)",
+    )
+
+    migrate = sub.add_parser("migrate", help="upgrade the database schema to this release's")
+    migrate.add_argument("--database-url", help="SQLAlchemy async URL (env JOBSTATE_DATABASE_URL)")
+    migrate.add_argument(
+        "--sql",
+        action="store_true",
+        help="print the SQL for the URL's dialect instead (from an empty database, or --from)",
+    )
+    migrate.add_argument(
+        "--from", dest="since", metavar="REVISION", default="", help="with --sql: start here"
+    )
 
     gateway = sub.add_parser("gateway", help="run the HTTP/WebSocket gateway")
     gateway.add_argument("--listen", help="host:port (env GATEWAY_LISTEN, default 127.0.0.1:8787)")
@@ -37,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jobstate.server import main as serve_main
 
         return serve_main(args, environ)
+    if args.command == "migrate":
+        from jobstate.migrate_command import main as migrate_main
+
+        return migrate_main(args, environ)
     if args.command == "gateway":
         from gateway.main import main as gateway_main
 

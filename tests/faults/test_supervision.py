@@ -22,7 +22,7 @@ from support.poll import until
 from support.postgres import scratch_database
 from support.servers import ServeProcess, create_job, service, stub
 
-from jobstate import store as store_module
+from jobstate import writes as writes_module
 from jobstate.domain import EventType
 from jobstate.v1 import jobstate_pb2 as pb
 
@@ -108,12 +108,12 @@ async def test_a_broken_group_commit_loop_answers_every_write_and_shows_in_healt
     ):
         client = stub(channel)
         await create_job(client, "j")
-        real = store_module._write_batch
+        real = writes_module.write_batch
 
         def one_outcome_short(conn: object, writes: list) -> list:  # type: ignore[type-arg]
             return real(conn, writes)[:-1]  # type: ignore[arg-type]
 
-        monkeypatch.setattr(store_module, "_write_batch", one_outcome_short)
+        monkeypatch.setattr(writes_module, "write_batch", one_outcome_short)
         # A deadline on each write only turns "waits forever" into DEADLINE_EXCEEDED.
         with pytest.raises(grpc.aio.AioRpcError) as first:
             await client.ReportProgress(

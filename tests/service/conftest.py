@@ -319,7 +319,8 @@ SpawnFactory = Callable[..., Awaitable[ServeProcess]]
 
 @pytest.fixture
 async def spawn() -> AsyncIterator[SpawnFactory]:
-    """Start `jobstate serve` subprocesses (`await spawn(*args, env=..., listening=True)`).
+    """Start `jobstate serve` subprocesses (`await spawn(*args, env=..., listening=True)`);
+    `program` is the `jobstate` command to run (another release's, say).
 
     The environment is ours minus JOBSTATE_* variables, with ENVIRONMENT=development, then `env`.
 
@@ -329,7 +330,10 @@ async def spawn() -> AsyncIterator[SpawnFactory]:
     procs: list[ServeProcess] = []
 
     async def _spawn(
-        *args: str, env: dict[str, str | None] | None = None, listening: bool = True
+        *args: str,
+        env: dict[str, str | None] | None = None,
+        listening: bool = True,
+        program: tuple[str, ...] = (str(JOBSTATE),),
     ) -> ServeProcess:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("JOBSTATE_")}
         environ["ENVIRONMENT"] = "development"
@@ -338,7 +342,7 @@ async def spawn() -> AsyncIterator[SpawnFactory]:
             if value is not None:
                 environ[name] = value
         proc = await asyncio.create_subprocess_exec(
-            str(JOBSTATE),
+            *program,
             "serve",
             *args,
             env=environ,

@@ -1,5 +1,6 @@
-"""Idempotency keys on CreateJob: every keyed create answers, one job per (user, key) within
-24 h, and a database made by the previous release gets its unique index on start.
+"""Idempotency keys on CreateJob: every keyed create answers, and one job per (user, key)
+within 24 h. (A database of release 0.1.0 gets its unique index from `jobstate migrate`:
+test_migrate.py.)
 
 Tests taking `server` run on SQLite and on PostgreSQL (when JOBSTATE_TEST_POSTGRES_URL is set).
 """
@@ -13,30 +14,14 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Column,
-    DateTime,
-    Float,
-    Index,
-    MetaData,
-    String,
-    Table,
-    Text,
-    insert,
-    inspect,
-    select,
-)
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from jobstate import domain, schema
+from jobstate import domain
 from jobstate.domain import JobEvent
 from jobstate.server import RunningServer
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
-from .conftest import WAIT, ChannelFactory, ServerFactory
+from .conftest import WAIT
 
 Stub = pb_grpc.JobStateServiceStub
 
@@ -120,97 +105,3 @@ async def test_a_key_belongs_to_its_user_and_a_taken_job_id_is_refused(stub: Stu
     assert (same.job_id, theirs.job_id != mine.job_id) == ("mine", True)
     assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert list((await stub.ListJobs(pb.ListJobsRequest(user_id="u2"))).jobs) == [theirs]
-
-
-# --- upgrading a database made by the previous release --------------------------------------
-
-# The `jobs` table as release 0.1.0 created it: (user_id, idempotency_key) indexed, not unique.
-OLD = MetaData()
-OLD_JOBS = Table(
-    "jobs",
-    OLD,
-    Column("job_id", String(128), primary_key=True),
-    Column("user_id", String(256), nullable=False),
-    Column("kind", String(64), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("progress", Float, nullable=False),
-    Column("message", Text, nullable=False),
-    Column("output_key", Text, nullable=False),
-    Column("error", Text, nullable=False),
-    Column("version", BigInteger, nullable=False),
-    Column("params", JSON, nullable=False),
-    Column("external_id", String(256), nullable=False),
-    Column("idempotency_key", String(128), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("completed_at", DateTime(timezone=True), nullable=True),
-    Index("ix_jobs_user_created", "user_id", "created_at", "job_id"),
-    Index("ix_jobs_status_updated", "status", "updated_at"),
-    Index("ix_jobs_user_idempotency", "user_id", "idempotency_key"),
-)
-schema.job_events.to_metadata(OLD)
-
-
-def old_row(job_id: str, user_id: str, key: str | None, created: datetime) -> dict[str, object]:
-    return {
-        "job_id": job_id,
-        "user_id": user_id,
-        "kind": "k",
-        "status": "pending",
-        "progress": 0.0,
-        "message": "",
-        "output_key": "",
-        "error": "",
-        "version": 1,
-        "params": {},
-        "external_id": "",
-        "idempotency_key": key,
-        "created_at": created,
-        "updated_at": created,
-    }
-
-
-async def test_a_database_of_the_previous_release_gets_unique_keys_on_start(
-    database_url: str, start: ServerFactory, connect: ChannelFactory
-) -> None:
-    # Three jobs of u1 share the key "dup" (two gateways' starts reached two replicas); the
-    # newest keeps it, the others give it up; everything else is left as it was.
-    now = datetime.now(UTC)
-    rows = [
-        old_row("a-oldest", "u1", "dup", now - timedelta(hours=3)),
-        old_row("c-newest", "u1", "dup", now - timedelta(hours=1)),
-        old_row("b-middle", "u1", "dup", now - timedelta(hours=2)),
-        old_row("solo", "u1", "solo", now - timedelta(hours=2)),
-        old_row("theirs", "u2", "dup", now - timedelta(hours=3)),
-        old_row("keyless", "u1", None, now - timedelta(hours=3)),
-    ]
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(OLD.create_all)
-            await conn.execute(insert(OLD_JOBS), rows)
-
-        server = await start(database_url)
-        stub = Stub(connect(server.port))
-        again = await keyed_create(stub, "dup")
-        listed = await stub.ListJobs(pb.ListJobsRequest(user_id="u1", idempotency_key="dup"))
-
-        async with engine.connect() as conn:
-            keys = dict(
-                (await conn.execute(select(OLD_JOBS.c.job_id, OLD_JOBS.c.idempotency_key))).all()
-            )
-            indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("jobs"))
-    finally:
-        await engine.dispose()
-
-    assert (again.job_id, [job.job_id for job in listed.jobs]) == ("c-newest", ["c-newest"])
-    assert keys == {
-        "a-oldest": None,
-        "b-middle": None,
-        "c-newest": "dup",
-        "solo": "solo",
-        "theirs": "dup",
-        "keyless": None,
-    }
-    keyed = [ix for ix in indexes if ix["column_names"] == ["user_id", "idempotency_key"]]
-    assert [bool(ix["unique"]) for ix in keyed] == [True]

@@ -1,0 +1,193 @@
+"""The store's batched write: many changes in one transaction, each version-checked.
+
+A change is one `UPDATE jobs ... WHERE job_id = :id AND version = :expected` (or, for a new
+job, an INSERT that yields to the row in its way) plus one `job_events` row. A change whose
+version check fails (another writer won) is applied again to the row as it is now, locked, in
+the same transaction. Plain synchronous SQLAlchemy Core on a `Connection` (see `database`),
+for both engines; statements are built once, here, and only bound per change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from jobstate import domain, notify
+from jobstate.domain import Change, Job, JobEvent
+from jobstate.errors import AlreadyExists, JobStateError, NotFound, Unavailable
+from jobstate.reads import MUTABLE, job_from_row, select_job
+from jobstate.schema import job_events, jobs
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    event: JobEvent
+    expected_version: int | None  # None: create
+    change: Change | None = None  # re-applied to fresh state if the version check fails
+    keys_since: datetime | None = None  # create: keys of jobs created before this have lapsed
+
+
+# What a write came to: the committed event; for a create, the job already in its way (or the
+# domain error that says whose it is); for an update that lost its version check, the outcome
+# of its change re-applied to fresh state (the committed event, the unchanged job, or the
+# domain error it raised).
+Outcome = JobEvent | Job | JobStateError
+
+
+_UPDATE_JOB = (
+    update(jobs)
+    .where(jobs.c.job_id == bindparam("w_job_id"), jobs.c.version == bindparam("w_expected"))
+    .values({name: bindparam(name) for name in (*MUTABLE, "version", "updated_at", "completed_at")})
+)
+# No conflict target: a taken job id and a taken (user, idempotency key) both yield.
+_INSERT_IF_ABSENT = {
+    "postgresql": postgresql.insert(jobs).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(jobs).on_conflict_do_nothing(),
+}
+_GIVE_UP_LAPSED_KEY = (
+    update(jobs)
+    .where(
+        jobs.c.user_id == bindparam("k_user_id"),
+        jobs.c.idempotency_key == bindparam("k_key"),
+        jobs.c.created_at < bindparam("k_since"),
+    )
+    .values(idempotency_key=None)
+)
+_JOB_WITH_KEY = select(jobs).where(
+    jobs.c.user_id == bindparam("k_user_id"), jobs.c.idempotency_key == bindparam("k_key")
+)
+_LOCK_JOB = select(jobs).where(jobs.c.job_id == bindparam("job_id")).with_for_update()
+_INSERT_EVENTS = insert(job_events)
+
+
+def _job_values(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "user_id": job.user_id,
+        "kind": job.kind,
+        "params": job.params,
+        "idempotency_key": job.idempotency_key or None,
+        "created_at": job.created_at,
+        **_mutable_values(job),
+    }
+
+
+def _mutable_values(job: Job) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(job, name) for name in MUTABLE}
+    values["status"] = job.status.value
+    values["version"] = job.version
+    values["updated_at"] = job.updated_at
+    values["completed_at"] = job.completed_at
+    return values
+
+
+def _event_values(event: JobEvent) -> dict[str, Any]:
+    job = event.job
+    values: dict[str, Any] = {name: getattr(job, name) for name in MUTABLE}
+    values.update(
+        job_id=job.job_id,
+        version=job.version,
+        type=event.type.value,
+        status=job.status.value,
+        at=job.updated_at,
+    )
+    return values
+
+
+def _update_params(write: Write) -> dict[str, Any]:
+    params = _mutable_values(write.event.job)
+    params.update(w_job_id=write.event.job_id, w_expected=write.expected_version)
+    return params
+
+
+def _insert(conn: Connection, write: Write) -> Outcome:
+    """Insert the job, or find the job in its way: the user's with the same key, else the id's."""
+    job = write.event.job
+    key = {"k_user_id": job.user_id, "k_key": job.idempotency_key}
+    if job.idempotency_key:
+        # A lapsed key is given up in this transaction, so the unique index admits the new job.
+        conn.execute(_GIVE_UP_LAPSED_KEY, {**key, "k_since": write.keys_since})
+    if conn.execute(_INSERT_IF_ABSENT[conn.dialect.name], _job_values(job)).rowcount == 1:
+        return write.event
+    if job.idempotency_key and (row := conn.execute(_JOB_WITH_KEY, key).first()) is not None:
+        return job_from_row(row)
+    existing = select_job(conn, job.job_id)
+    if existing is None:  # the row in the way was removed meanwhile (retention)
+        return Unavailable(f"job {job.job_id} changed concurrently; retry")
+    if existing.user_id != job.user_id:
+        return AlreadyExists(f"job_id {job.job_id} is already taken")
+    return existing
+
+
+def _apply_one(conn: Connection, write: Write) -> Outcome:
+    if write.expected_version is None:
+        return _insert(conn, write)
+    if conn.execute(_UPDATE_JOB, _update_params(write)).rowcount == 1:
+        return write.event
+    return _reapply(conn, write)
+
+
+def _reapply(conn: Connection, write: Write) -> Outcome:
+    """Another writer won: lock the row, apply the change to what it holds now."""
+    assert write.change is not None, "updates carry their change"
+    row = conn.execute(_LOCK_JOB, {"job_id": write.event.job_id}).first()
+    if row is None:
+        return NotFound(f"job {write.event.job_id} not found")
+    current = job_from_row(row)
+    try:
+        event = domain.apply(current, write.change, write.event.job.updated_at)
+    except JobStateError as exc:
+        return exc
+    if event is None:
+        return current
+    conn.execute(_UPDATE_JOB, _update_params(Write(event, current.version)))
+    return event
+
+
+def _apply_all(conn: Connection, writes: Sequence[Write]) -> list[Outcome] | None:
+    """Every update in one executemany: all won their version check, or None (undone)."""
+    if any(write.expected_version is None for write in writes):
+        return None
+    savepoint = conn.begin_nested()
+    if conn.execute(_UPDATE_JOB, [_update_params(w) for w in writes]).rowcount == len(writes):
+        savepoint.commit()
+        return [write.event for write in writes]
+    savepoint.rollback()
+    return None
+
+
+def _lock_order(write: Write) -> tuple[str, ...]:
+    # A keyed create waits on the (user, key) entry of the unique index; everything else on
+    # the job's row (a create never waits on an update: the row is not visible to it yet).
+    # NOTE: two keyed creates that also share a client-chosen job id can still meet in
+    # opposite orders; PostgreSQL then aborts one batch, which is answered UNAVAILABLE.
+    job = write.event.job
+    if write.expected_version is None and job.idempotency_key:
+        return ("key", job.user_id, job.idempotency_key)
+    return ("job", job.job_id)
+
+
+def write_batch(conn: Connection, writes: Sequence[Write]) -> list[Outcome]:
+    """One transaction for many changes; one outcome per write, in order."""
+    # NOTE: on SQLite a statement costs Python work while holding the GIL, so a batch of
+    # updates goes as one executemany; only when a version check failed (another process
+    # wrote the same file) is it redone row by row.
+    outcomes = None
+    if len(writes) > 1 and conn.dialect.name == "sqlite":
+        outcomes = _apply_all(conn, writes)
+    if outcomes is None:
+        # Rows are locked in one global order, so replicas' batches do not deadlock.
+        order = sorted(range(len(writes)), key=lambda i: _lock_order(writes[i]))
+        by_index = {i: _apply_one(conn, writes[i]) for i in order}
+        outcomes = [by_index[i] for i in range(len(writes))]
+    events = [_event_values(o) for o in outcomes if isinstance(o, JobEvent)]
+    if events:
+        conn.execute(_INSERT_EVENTS, events)
+        if conn.dialect.name == "postgresql":
+            notify.notify(conn, ((event["job_id"], event["version"]) for event in events))
+    return outcomes
