@@ -75,8 +75,9 @@ class Follower:
         return len(self._cursors)
 
     def follow(self, job_id: str, after_version: int, fields: Fields = None) -> None:
-        """Start (or restart) following `job_id` after `after_version`."""
-        self._drop(job_id)
+        """Start following `job_id` after `after_version`. Every follow ends with exactly one
+        End; following a job again first ends its current follow (code 0)."""
+        self._stop(job_id)
         try:
             domain.validate_job_id(job_id)
             if len(self._cursors) >= MAX_FOLLOWED_JOBS:
@@ -90,13 +91,13 @@ class Follower:
         cursor.loader = asyncio.create_task(self._load(cursor, after_version))
 
     def refuse(self, job_id: str, error: JobStateError) -> None:
-        """End `job_id` at once with `error` (a follow request that cannot be taken)."""
-        self._drop(job_id)
+        """A follow request that cannot be taken: it ends at once with `error`."""
+        self._stop(job_id)
         self._end(End(job_id, error))
 
     def unfollow(self, job_id: str) -> None:
-        self._drop(job_id)
-        self._end(End(job_id))
+        """End the current follow of `job_id` (code 0); nothing if it is not followed."""
+        self._stop(job_id)
 
     def requests_done(self) -> None:
         """The client sends no more requests: the stream ends once every job has ended."""
@@ -115,8 +116,14 @@ class Follower:
             self._wake.clear()
             if self._hub.closed:
                 return
-            batch = Batch(ends=self._ends)
-            self._ends = []
+            if self._ends:
+                # Ends of follows that stopped before now travel ahead of any later event of
+                # the same job (a restarted follow's first events included).
+                ends, self._ends = self._ends, []
+                self._wake.set()
+                yield Batch(ends=ends)
+                continue
+            batch = Batch()
             while self._dirty and len(batch.events) < batch.limit:
                 job_id = next(iter(self._dirty))
                 del self._dirty[job_id]
@@ -181,6 +188,11 @@ class Follower:
         self._ends.append(end)
         self._wake.set()
 
+    def _stop(self, job_id: str) -> None:
+        if job_id in self._cursors:
+            self._drop(job_id)
+            self._end(End(job_id))
+
     def _drop(self, job_id: str) -> None:
         cursor = self._cursors.pop(job_id, None)
         self._dirty.pop(job_id, None)
@@ -189,5 +201,3 @@ class Follower:
         self._hub.detach(cursor.sub)
         if cursor.loader is not None and not cursor.loader.done():
             cursor.loader.cancel()
-        # A restart supersedes what was still to be said about the job's previous follow.
-        self._ends = [end for end in self._ends if end.job_id != job_id]

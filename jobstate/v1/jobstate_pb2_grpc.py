@@ -183,8 +183,10 @@ class JobStateServiceServicer:
         a job with the rules of WatchJob (a SNAPSHOT or the replay after after_version, then live
         events; versions strictly increase per job; a slow follower may lose intermediate PROGRESS
         but never a status change or terminal event). Events committed together travel in one
-        message. A job ends with a FollowEnd: after its terminal event, on UnfollowJob, or with the
+        message. Every FollowJob is answered by exactly one FollowEnd, after its last event: code 0
+        after the terminal event, on UnfollowJob, or when the job is followed again; otherwise the
         code WatchJob would have failed with (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED).
+        The stream ends (OK) when the server shuts down: follow again with the last versions seen.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

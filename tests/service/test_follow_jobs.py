@@ -243,3 +243,27 @@ async def test_the_hub_ends_empty_when_the_stream_goes(
     while len(server.hub):
         assert loop.time() < deadline, server.hub.watched_jobs()
         await asyncio.sleep(0.01)
+
+
+async def test_following_a_job_again_ends_its_follow_first(
+    stub: Stub, streams: list[Stream]
+) -> None:
+    await create_job(stub, "r")
+    await stub.ReportProgress(pb.ReportProgressRequest(job_id="r", progress=10))
+    stream = Stream(stub)
+    streams.append(stream)
+    stream.send(follow("r"))
+    await stream.until(("event", "r", "SNAPSHOT", 2))
+    stream.send(follow("r", after=1))
+    await stream.until(("event", "r", "PROGRESS", 2))
+    stream.send(unfollow("r"))
+    stream.send(unfollow("never-followed"))
+    stream.done_sending()
+    assert await stream.finished() == grpc.StatusCode.OK
+    # One end per follow, each after its follow's events; unfollowing nothing says nothing.
+    assert stream.log == [
+        ("event", "r", "SNAPSHOT", 2),
+        ("end", "r", "OK"),
+        ("event", "r", "PROGRESS", 2),
+        ("end", "r", "OK"),
+    ]
