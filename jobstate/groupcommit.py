@@ -30,10 +30,15 @@ class GroupCommit(Generic[Item, Result]):
         run_batch: Callable[[list[Item]], Awaitable[list[Result]]],
         supervisor: Supervisor,
         max_batch: int = 512,
+        *,
+        name: str = "group-commit",
+        stopped: str = "the job store's writer stopped; retry",
     ) -> None:
         self._run_batch = run_batch
         self._supervisor = supervisor
         self._max_batch = max_batch
+        self._name = name
+        self._stopped = stopped  # what waiting items hear if the loop stops
         self._pending: Waiting[Item, Result] = []
         self._batch: Waiting[Item, Result] = []
         self._wake = asyncio.Event()
@@ -41,7 +46,7 @@ class GroupCommit(Generic[Item, Result]):
 
     async def submit(self, item: Item) -> Result:
         if self._task is None:
-            self._task = self._supervisor.spawn("group-commit", self._loop, self._fail_waiting)
+            self._task = self._supervisor.spawn(self._name, self._loop, self._fail_waiting)
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         self._wake.set()
@@ -73,7 +78,7 @@ class GroupCommit(Generic[Item, Result]):
         waiting, self._batch, self._pending = self._batch + self._pending, [], []
         for _, future in waiting:
             if not future.done():
-                future.set_exception(Unavailable("the job store's writer stopped; retry"))
+                future.set_exception(Unavailable(self._stopped))
 
     async def close(self) -> None:
         """Stop the loop; writes it had not answered get Unavailable."""

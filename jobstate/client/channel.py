@@ -42,12 +42,22 @@ _ERRORS: dict[grpc.StatusCode, type[errors.JobStateError]] = {
 }
 
 
+_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
 def error_from_rpc(exc: grpc.aio.AioRpcError) -> errors.JobStateError:
     """The jobstate error for a failed call, carrying the server's message."""
     code = exc.code()
     cls = _ERRORS.get(code, errors.Internal)
-    message = exc.details() or f"the call failed with {code.name}"
-    return cls(message)
+    return cls(exc.details() or f"the call failed with {code.name}")
+
+
+def error_for(code: int, message: str) -> errors.JobStateError:
+    """The jobstate error for a google.rpc.Code number a result carries (ApplyChanges,
+    FollowJobs)."""
+    status = _BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)
+    cls = _ERRORS.get(status, errors.Internal)
+    return cls(message or f"failed with {status.name}")
 
 
 def open_channel(target: str, tls_ca: str | Path | None = None) -> grpc.aio.Channel:
