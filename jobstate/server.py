@@ -24,6 +24,7 @@ from jobstate.auth import TokenAuthInterceptor
 from jobstate.config import ConfigError, ServiceConfig, parse_listen
 from jobstate.errors import Unavailable
 from jobstate.hub import Hub
+from jobstate.loop import loop_factory, run
 from jobstate.migrate import SchemaNotCurrent
 from jobstate.relay import EventRelay, asyncpg_dsn
 from jobstate.service import JobService, utcnow
@@ -177,7 +178,12 @@ async def _serve(config: ServiceConfig) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     host = config.listen.rpartition(":")[0]
-    log.info("jobstate serve listening on %s:%d", host, running.port)
+    log.info(
+        "jobstate serve listening on %s:%d (event loop: %s)",
+        host,
+        running.port,
+        type(asyncio.get_running_loop()).__module__.split(".")[0],
+    )
     await stop.wait()
     log.info("shutting down: draining RPCs and ending watch streams")
     with contextlib.suppress(asyncio.CancelledError):
@@ -196,7 +202,8 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             tls_key=args.tls_key,
             migrate=args.migrate or None,
         )
+        factory = loop_factory(environ)
     except ConfigError as exc:
         print(f"jobstate serve: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(config))
+    return run(_serve(config), factory)

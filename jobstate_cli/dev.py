@@ -27,6 +27,8 @@ from gateway.server import Gateway
 from jobstate import logs
 from jobstate.config import ConfigError, ServiceConfig
 from jobstate.errors import Unavailable
+from jobstate.loop import loop_factory
+from jobstate.loop import run as run_loop
 from jobstate.migrate import SchemaNotCurrent
 from jobstate.server import start_server
 
@@ -83,7 +85,8 @@ async def run(environ: Mapping[str, str], stop: asyncio.Event | None = None) -> 
 def main(environ: Mapping[str, str]) -> int:
     try:
         logs.setup(environ.get("JOBSTATE_LOG_LEVEL"))
+        factory = loop_factory(environ)
     except ConfigError as exc:
         print(f"jobstate dev: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(run(environ))
+    return run_loop(run(environ), factory)
