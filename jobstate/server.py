@@ -178,12 +178,9 @@ async def _serve(config: ServiceConfig) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     host = config.listen.rpartition(":")[0]
-    log.info(
-        "jobstate serve listening on %s:%d (event loop: %s)",
-        host,
-        running.port,
-        type(asyncio.get_running_loop()).__module__.split(".")[0],
-    )
+    loop_module = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    log.info("jobstate serve runs on the %s event loop", loop_module)
+    log.info("jobstate serve listening on %s:%d", host, running.port)
     await stop.wait()
     log.info("shutting down: draining RPCs and ending watch streams")
     with contextlib.suppress(asyncio.CancelledError):
