@@ -10,7 +10,6 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from gateway.auth import CallbackAuth, UserAuth
-    from gateway.client import JobStateClient
     from gateway.config import GatewayConfig
     from gateway.limits import SocketSlots, StartLimits
     from gateway.metrics import Metrics
@@ -18,6 +17,7 @@ if TYPE_CHECKING:
     from gateway.submission import Submitter
     from gateway.watch import WatchHub
     from gateway.worker import Worker
+    from jobstate.client import JobStateClient
 
 
 @dataclass(eq=False)
