@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote
 
 from jobstate.client import EventType, Job, JobEvent, Status
@@ -63,7 +63,7 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     """A finite JSON number (booleans are not numbers here)."""
     return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 

@@ -35,7 +35,9 @@ def in_lists(levels: int, leaf: object) -> object:
         {"l": [[[[{"x": [None, True, "s", 2.5, 1e300]}]]]]},
     ],
 )
-def test_params_up_to_the_depth_limit_can_be_stored_and_read_back(params: dict) -> None:
+def test_params_up_to_the_depth_limit_can_be_stored_and_read_back(
+    params: dict[str, object],
+) -> None:
     struct = params_to_pb(params)
     assert json_format.MessageToDict(struct) == params
     # The deepest message that carries a job's params: it must still decode.
@@ -52,6 +54,6 @@ def test_params_up_to_the_depth_limit_can_be_stored_and_read_back(params: dict) 
         ({"a": 10**400}, "number too large"),
     ],
 )
-def test_params_protobuf_cannot_hold_are_invalid(params: dict, reason: str) -> None:
+def test_params_protobuf_cannot_hold_are_invalid(params: dict[str, object], reason: str) -> None:
     with pytest.raises(InvalidArgument, match=reason):
         params_to_pb(params)
