@@ -38,15 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import JOBSTATE, free_port, percentile, spawn, stop, wait_for_grpc
 from progress_rpc import postgres_database
 
 from gateway.auth import CallbackAuth, UserAuth
-from jobstate.v1 import jobstate_pb2 as pb
-from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
+from jobstate.client import JobStateClient
 
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"
 CALLBACK_SECRET = "bench-callback-secret-0123456789abcdef01"
@@ -270,14 +268,11 @@ async def idle_memory(pid: int, socket_urls: list[str]) -> float:
 
 
 async def create_jobs(target: str, count: int) -> list[str]:
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb_grpc.JobStateServiceStub(channel)
+    async with JobStateClient(target, timeout=10) as client:
         ids = []
         for i in range(count):
-            job = (await stub.CreateJob(pb.CreateJobRequest(user_id=USER, kind="bench"))).job
-            await stub.MarkSubmitted(
-                pb.MarkSubmittedRequest(job_id=job.job_id, external_id=f"x{i}"), timeout=10
-            )
+            job = await client.create_job(USER, "bench")
+            await client.mark_submitted(job.job_id, f"x{i}")
             ids.append(job.job_id)
         return ids
 

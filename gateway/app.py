@@ -1,8 +1,9 @@
 """The aiohttp application: routes, JSON errors everywhere, CORS, health, metrics, demo page.
 
 `make_services(config)` builds what the handlers share (call it inside the running loop: it
-opens the gRPC channel); `build_app(services)` wires routes and middlewares. Shutdown closes
-every socket with 1001, then the watch streams, the worker and the channel, in that order.
+opens the service's client); `build_app(services)` wires routes and middlewares. The service's
+errors are answered by `json_errors` through the one table in `errors`. Shutdown closes every
+socket with 1001, then the watch streams, the worker and the client, in that order.
 """
 
 from __future__ import annotations
@@ -10,25 +11,24 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import grpc
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway import callbacks, devstorage, jobs, ws
 from gateway.auth import CallbackAuth, UserAuth
-from gateway.client import JobStateClient
 from gateway.config import GatewayConfig
 from gateway.context import SERVICES, Services, services
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, error_text, report
 from gateway.limits import SocketSlots, StartLimits
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.runpod import RunPodClient
 from gateway.simworker import SimulatedWorker
-from gateway.storage import Storage
+from gateway.storage import create_storage
 from gateway.submission import Submitter
-from gateway.translate import http_error
+from gateway.upstream import authorised, connect
 from gateway.watch import WatchHub
 from gateway.worker import Worker
+from jobstate.client import JobStateError
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,8 @@ CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key"
 
 def make_services(config: GatewayConfig) -> Services:
     metrics = Metrics()
-    client = JobStateClient(
-        config.jobstate_target,
-        api_token=config.api_token,
-        timeout=config.rpc_timeout,
-        metrics=metrics,
-        tls_ca=config.tls_ca,
-    )
-    storage = Storage(config)
+    client = connect(config, metrics)
+    storage = create_storage(config)
     worker: Worker
     if config.runpod_endpoint_url:
         worker = RunPodClient(
@@ -95,11 +89,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except GatewayError as exc:
         body = {"error": str(exc), **exc.fields}
         return web.json_response(body, status=exc.status, headers=exc.headers())
-    except grpc.aio.AioRpcError as exc:
-        status, message = http_error(exc.code(), exc.details())
-        if status == 500:
-            log.error("%s %s: jobstate answered %s", request.method, request.path, exc.code())
-        return _error(status, message)
+    except JobStateError as exc:
+        answer = report(f"{request.method} {request.path}", exc)
+        return _error(answer.status, error_text(exc))
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return _error(500, "internal error")
@@ -131,8 +123,8 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 only when an authenticated call to jobstate works (`JobStateClient.healthy`)."""
-    if await services(request).client.healthy():
+    """200 only when an authenticated call to jobstate works (`upstream.authorised`)."""
+    if await authorised(services(request).client):
         return web.json_response({"status": "ok"})
     return _error(503, "the jobstate service is unreachable or refuses this gateway")
 
@@ -173,7 +165,8 @@ def build_app(svc: Services) -> web.Application:
     app.router.add_get("/api/storage/presigned-url", jobs.presigned_url)
     if svc.config.development:
         app.router.add_get("/api/dev/token", jobs.dev_token)
-        app.router.add_get("/api/dev/outputs/{key:.+}", devstorage.serve_output)
+    if isinstance(svc.storage, devstorage.LocalStorage):  # decided once, by create_storage
+        app.router.add_get(devstorage.ROUTE + "{key:.+}", jobs.local_outputs(svc.storage))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", index)

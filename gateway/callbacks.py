@@ -1,8 +1,10 @@
 """`POST /api/jobs/{id}/do?token=T`: the worker's callbacks, in the seed's and RunPod's formats.
 
 The token is checked before the body is read (401 changes nothing). A body is parsed into one
-`Change` and applied with one RPC; the service makes repeats harmless (no new version) and
-answers FAILED_PRECONDITION (409) for anything else after the job finished.
+`jobstate.domain` change (or the confirmation that a job completed) and applied with one call;
+the service makes repeats harmless (no new version) and answers FailedPrecondition (409) for
+anything else after the job finished. RunPod's statuses are read by `runpodstatus`, as the
+reconciler reads them.
 """
 
 from __future__ import annotations
@@ -10,26 +12,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from aiohttp import web
 
 from gateway.auth import Unauthorized
+from gateway.changes import apply_change
 from gateway.context import Services, services
-from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.errors import BadRequest, GatewayError, NotFound, service_answer
 from gateway.jobs import read_json_object
 from gateway.outputs import key_problem, output_prefix
-from gateway.translate import STATUS_NAMES, http_error, is_number
-from gateway.worker import is_external_id
-from jobstate.v1 import jobstate_pb2 as pb
+from gateway.runpodstatus import (
+    Failed,
+    Finished,
+    NoOutput,
+    RefusedOutput,
+    Running,
+    UnknownStatus,
+    Unreadable,
+    read_status,
+)
+from gateway.translate import is_number
+from jobstate.client import Job, JobStateError, Status
+from jobstate.domain import Change, Complete, Fail, Progress, Submit
 from jobstate.wire import JOB_ID_RE, MAX_ERROR
+
+RUNPOD_FAILED = "the RunPod job failed"
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
-    """What a callback asks for: an RPC name and its arguments."""
+class ConfirmComplete:
+    """RunPod's COMPLETED webhook without an output: harmless if the job already completed."""
 
-    rpc: str
-    args: tuple[Any, ...]
+
+Callback = Change | ConfirmComplete
 
 
 def _text(body: dict[str, Any], name: str, default: str = "") -> str:
@@ -41,77 +55,62 @@ def _text(body: dict[str, Any], name: str, default: str = "") -> str:
     return value
 
 
-def _workers_error(text: str, default: str) -> str:
-    """The worker's own message, kept for the user but cut to what a job holds."""
-    return text.replace("\x00", "")[:MAX_ERROR] or default
-
-
-def _output_key(value: Any, prefix: str, field: str) -> str:
+def _output_key(value: Any, prefix: str) -> str:
     if not isinstance(value, str) or not value:
-        raise BadRequest(f"{field} must be a non-empty string")
+        raise BadRequest("output_key must be a non-empty string")
     problem = key_problem(value, prefix)
     if problem:
-        raise BadRequest(f"{field} {problem}")
+        raise BadRequest(f"output_key {problem}")
     return value
 
 
-def parse(body: dict[str, Any], prefix: str) -> Change:
-    """The change a callback body asks for; BadRequest naming the field otherwise.
-    `prefix` is the job's own output_prefix: an output key must be inside it."""
+def parse(body: dict[str, Any], prefix: str) -> Callback:
+    """What a callback body asks for; BadRequest naming the field otherwise. `prefix` is the
+    job's own output_prefix: an output key must be inside it."""
     status = body.get("status")
-    if not isinstance(status, str):
-        raise BadRequest("status must be a string")
     if status == "progress":
         progress = body.get("progress")
         if not is_number(progress) or not 0 <= progress <= 100:
             raise BadRequest("progress must be a finite number between 0 and 100")
-        return Change("report_progress", (float(progress), _text(body, "message")))
+        return Progress(float(progress), _text(body, "message"))
     if status == "complete":
-        return Change("complete_job", (_output_key(body.get("output_key"), prefix, "output_key"),))
+        return Complete(_output_key(body.get("output_key"), prefix))
     if status == "error":
-        return Change("fail_job", (_workers_error(_text(body, "error"), "the worker failed"),))
-    return _parse_runpod(status, body, prefix)
+        error = _text(body, "error").replace("\x00", "")[:MAX_ERROR]
+        return Fail(error or "the worker failed")
+    return _parse_runpod(body, prefix)
 
 
-def _runpod_id(body: dict[str, Any], *, required: bool) -> str:
-    value = body.get("id")
-    if value is None and not required:
-        return ""
-    if not is_external_id(value):
-        raise BadRequest("id must be a RunPod job id ([A-Za-z0-9_-], at most 128 characters)")
-    return str(value)
+def _parse_runpod(body: dict[str, Any], prefix: str) -> Callback:
+    try:
+        reading = read_status(body, prefix)
+    except Unreadable as exc:
+        raise BadRequest(str(exc)) from None
+    match reading:
+        case Running(external_id):
+            # Records the id when the job has none; a different recorded id is 409.
+            if not external_id:
+                raise BadRequest("id is required with IN_QUEUE and IN_PROGRESS")
+            return Submit(external_id)
+        case Finished(change):
+            return change
+        case Failed(error):
+            return Fail(error or RUNPOD_FAILED)
+        case NoOutput():
+            return ConfirmComplete()
+        case RefusedOutput(problem):
+            raise BadRequest(f"output.output_key {problem}")
+        case UnknownStatus(status):
+            raise BadRequest(f"unknown callback status {status!r}")
 
 
-def _parse_runpod(status: str, body: dict[str, Any], prefix: str) -> Change:
-    if status in ("IN_QUEUE", "IN_PROGRESS"):
-        # Records the id when the job has none; a different recorded id is FAILED_PRECONDITION.
-        return Change("mark_submitted", (_runpod_id(body, required=True),))
-    _runpod_id(body, required=False)  # a webhook's id names nothing here, but must be plain
-    if status == "COMPLETED":
-        output = body.get("output")
-        key = output.get("output_key") if isinstance(output, dict) else None
-        if key is None:
-            return Change("confirm_complete", ())
-        return Change("complete_job", (_output_key(key, prefix, "output.output_key"),))
-    if status == "FAILED":
-        error = body.get("error")
-        text = error if isinstance(error, str) else ""
-        return Change("fail_job", (_workers_error(text, "the RunPod job failed"),))
-    if status == "TIMED_OUT":
-        return Change("fail_job", ("the RunPod job timed out",))
-    if status == "CANCELLED":
-        return Change("cancel_job", ("cancelled on RunPod",))
-    raise BadRequest(f"unknown callback status {status!r}")
-
-
-async def _apply(svc: Services, job_id: str, change: Change) -> pb.Job:
-    if change.rpc == "confirm_complete":
-        # COMPLETED without an output: harmless if the job already completed, else unusable.
+async def _apply(svc: Services, job_id: str, callback: Callback) -> Job:
+    if isinstance(callback, ConfirmComplete):
         job = await svc.client.get_job(job_id)
-        if job.status != pb.JOB_STATUS_COMPLETE:
+        if job.status is not Status.COMPLETE:  # then the webhook is unusable
             raise BadRequest("output.output_key is required")
         return job
-    return await getattr(svc.client, change.rpc)(job_id, *change.args)
+    return await apply_change(svc.client, job_id, callback)
 
 
 async def callback(request: web.Request) -> web.Response:
@@ -123,8 +122,7 @@ async def callback(request: web.Request) -> web.Response:
         if not JOB_ID_RE.fullmatch(job_id):
             raise NotFound("job not found")
         prefix = output_prefix(svc.config.output_prefix, job_id)
-        change = parse(await read_json_object(request), prefix)
-        job = await _apply(svc, job_id, change)
+        job = await _apply(svc, job_id, parse(await read_json_object(request), prefix))
         outcome = "ok"
     except Unauthorized:
         outcome = "unauthorized"
@@ -135,12 +133,12 @@ async def callback(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         outcome = "too_large"
         raise
-    except grpc.aio.AioRpcError as exc:
-        status, _ = http_error(exc.code(), exc.details())
+    except JobStateError as exc:
+        status = service_answer(exc).status
         outcome = {400: "invalid", 404: "not_found", 409: "conflict"}.get(status, "unavailable")
         raise
     finally:
         svc.metrics.callbacks.labels(outcome).inc()
     return web.json_response(
-        {"job_id": job.job_id, "status": STATUS_NAMES[job.status], "version": job.version}
+        {"job_id": job.job_id, "status": job.status.value, "version": job.version}
     )

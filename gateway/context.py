@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from gateway.auth import CallbackAuth, UserAuth
-    from gateway.client import JobStateClient
-    from gateway.config import GatewayConfig
-    from gateway.limits import SocketSlots, StartLimits
-    from gateway.metrics import Metrics
-    from gateway.storage import Storage
-    from gateway.submission import Submitter
-    from gateway.watch import WatchHub
-    from gateway.worker import Worker
+from gateway.auth import CallbackAuth, UserAuth
+from gateway.config import GatewayConfig
+from gateway.limits import SocketSlots, StartLimits
+from gateway.metrics import Metrics
+from gateway.storage import Storage
+from gateway.submission import Submitter
+from gateway.watch import WatchHub
+from gateway.worker import Worker
+from jobstate.client import JobStateClient
 
 
 @dataclass(eq=False)

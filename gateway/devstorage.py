@@ -1,8 +1,10 @@
-"""Development without R2: outputs on local disk, served by the gateway behind signed URLs.
+"""Development without R2: outputs on local disk, downloaded from the gateway behind signed
+links.
 
 Only when ENVIRONMENT=development and R2_ENDPOINT_URL is empty, so `make dev` runs the whole
-demo offline, download included. A URL is `/api/dev/outputs/<key>?expires=T&sig=S` with
-S = HMAC-SHA256(key, T) under the callback secret; the route exists only in development.
+demo offline, download included. A link is `api/dev/outputs/<key>?expires=T&sig=S` relative to
+the gateway's public URL, with S = HMAC-SHA256(key, T) under the callback secret; the route
+(`jobs.local_outputs`) exists only while this storage is the one in use.
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from aiohttp import web
-
-from gateway.context import services
-from gateway.disposition import attachment
 from gateway.errors import NotFound
 
+ROUTE = "/api/dev/outputs/"
 
-class LocalOutputs:
+
+class LocalStorage:
     def __init__(self, root: Path, secret: str, expires_in: int) -> None:
         self.root = root.resolve()
         self._key = secret.encode()
@@ -40,16 +40,17 @@ class LocalOutputs:
     def presign(self, key: str) -> str:
         expires = int(time.time()) + self.expires_in
         query = f"expires={expires}&sig={self._sig(key, expires)}"
-        return f"/api/dev/outputs/{quote(key)}?{query}"
+        return f"{ROUTE.lstrip('/')}{quote(key)}?{query}"
 
     def check(self, key: str, expires: str, sig: str) -> Path:
+        """The file a signed link names; NotFound when the link expired or was not ours."""
         if not expires.isdigit() or int(expires) < time.time():
             raise NotFound("the link expired")
         if not hmac.compare_digest(self._sig(key, int(expires)), sig):
             raise NotFound("no such output")
         return self.path(key)
 
-    async def put(self, key: str, body: bytes) -> None:
+    async def put(self, key: str, body: bytes, content_type: str) -> None:
         path = self.path(key)
         await asyncio.to_thread(_write, path, body)
 
@@ -57,15 +58,3 @@ class LocalOutputs:
 def _write(path: Path, body: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(body)
-
-
-async def serve_output(request: web.Request) -> web.StreamResponse:
-    outputs = services(request).storage.local
-    if outputs is None:
-        raise NotFound("not found")
-    key = request.match_info["key"]
-    path = outputs.check(key, request.query.get("expires", ""), request.query.get("sig", ""))
-    if not path.is_file():
-        raise NotFound("no such output")
-    # The same header R2 sends for a presigned URL (storage.Storage.presign).
-    return web.FileResponse(path, headers={"Content-Disposition": attachment(key)})

@@ -1,7 +1,8 @@
 """The user's REST routes: start an export, read, list and cancel jobs, download outputs.
 
-Every route needs `Authorization: Bearer <jwt>` (401). Someone else's job is answered exactly
-like a job that does not exist (404). gRPC failures are translated by the app's middleware.
+Every route needs `Authorization: Bearer <jwt>` (401), but a development download link, which
+carries its own signature. Someone else's job is answered exactly like a job that does not
+exist (404). The service's errors are answered by the app's middleware (`errors.SERVICE_ANSWERS`).
 A start beyond the user's abuse limits is 429 with `Retry-After` before anything is created
 (`limits.StartLimits`); handing the job to the worker is `submission.Submitter`'s.
 """
@@ -10,15 +11,19 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urljoin
 
-import grpc
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.context import Services, services
+from gateway.devstorage import LocalStorage
+from gateway.disposition import attachment
 from gateway.errors import BadRequest, NotFound
-from gateway.translate import STATUS_NAMES, STATUS_VALUES, InvalidJSON, job_json, loads
+from gateway.translate import InvalidJSON, job_json, loads
 from gateway.worker import WorkerError
-from jobstate.v1 import jobstate_pb2 as pb
+from jobstate.client import InvalidArgument, Job, Status
+from jobstate.client import NotFound as JobNotFound
 from jobstate.wire import JOB_ID_RE, MAX_IDEMPOTENCY_KEY
 
 log = logging.getLogger(__name__)
@@ -26,16 +31,14 @@ log = logging.getLogger(__name__)
 MAX_PAGE_SIZE = 100
 
 
-async def owned_job(svc: Services, job_id: str, user_id: str) -> pb.Job:
+async def owned_job(svc: Services, job_id: str, user_id: str) -> Job:
     """The job if it exists and belongs to `user_id`; NotFound otherwise (alike)."""
     if not JOB_ID_RE.fullmatch(job_id):
         raise NotFound("job not found")
     try:
         job = await svc.client.get_job(job_id)
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-            raise NotFound("job not found") from None
-        raise
+    except (JobNotFound, InvalidArgument):
+        raise NotFound("job not found") from None
     if job.user_id != user_id:
         raise NotFound("job not found")
     return job
@@ -62,10 +65,12 @@ async def start_export(request: web.Request) -> web.Response:
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise BadRequest(f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters")
     job = await svc.starts.create(
-        user_id, key, lambda: svc.client.create_job(user_id, "overlay", params, key)
+        user_id,
+        key,
+        lambda: svc.client.create_job(user_id, "overlay", params, idempotency_key=key),
     )
     job = await svc.submitter.ensure_submitted(job, params, svc.callback_url(job.job_id))
-    return web.json_response({"job_id": job.job_id, "status": STATUS_NAMES[job.status]})
+    return web.json_response({"job_id": job.job_id, "status": job.status.value})
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -81,13 +86,17 @@ async def list_jobs(request: web.Request) -> web.Response:
     raw_size = request.query.get("page_size", "20")
     if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
         raise BadRequest(f"page_size must be an integer between 1 and {MAX_PAGE_SIZE}")
-    statuses = []
-    for name in filter(None, request.query.get("status", "").split(",")):
-        if name not in STATUS_VALUES:
-            raise BadRequest(f"status must be one of {', '.join(STATUS_VALUES)}")
-        statuses.append(STATUS_VALUES[name])
-    page = await svc.client.list_jobs(
-        user_id, int(raw_size), request.query.get("page_token", ""), statuses
+    names = filter(None, request.query.get("status", "").split(","))
+    try:
+        statuses = [Status(name) for name in names]
+    except ValueError:
+        known = ", ".join(status.value for status in Status)
+        raise BadRequest(f"status must be one of {known}") from None
+    page = await svc.client.list_page(
+        user_id,
+        statuses=statuses,
+        page_size=int(raw_size),
+        page_token=request.query.get("page_token", ""),
     )
     return web.json_response(
         {"jobs": [job_json(job) for job in page.jobs], "next_page_token": page.next_page_token}
@@ -98,7 +107,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     svc = services(request)
     user_id = svc.users.user_of(request)
     job = await owned_job(svc, request.match_info["job_id"], user_id)
-    already = job.status == pb.JOB_STATUS_CANCELLED
+    already = job.status is Status.CANCELLED
     job = await svc.client.cancel_job(job.job_id, "cancelled by the user")
     # Only the cancel that changed the job calls RunPod, so repeats cannot spend the shared
     # key. Two cancels in the same instant may both call it; RunPod's cancel is idempotent.
@@ -118,13 +127,27 @@ async def presigned_url(request: web.Request) -> web.Response:
         raise BadRequest("key is required")
     # The contract's output_url carries only the key: the caller owns it if one of their
     # complete jobs has exactly that output_key (the service filters; one call, one row).
-    page = await svc.client.list_jobs(user_id, 1, statuses=[pb.JOB_STATUS_COMPLETE], output_key=key)
+    page = await svc.client.list_page(
+        user_id, statuses=[Status.COMPLETE], output_key=key, page_size=1
+    )
     if not page.jobs:
         raise NotFound("no complete job of yours has that output")
-    url = svc.storage.presign(key)
-    if url.startswith("/"):  # development's local outputs, served by this gateway
-        url = svc.public_url + url
+    url = urljoin(f"{svc.public_url}/", svc.storage.presign(key))
     return web.json_response({"url": url, "expires_in": svc.storage.expires_in})
+
+
+def local_outputs(storage: LocalStorage) -> Handler:
+    """`GET /api/dev/outputs/{key}?expires=&sig=`: the download behind a development link."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        path = storage.check(key, request.query.get("expires", ""), request.query.get("sig", ""))
+        if not path.is_file():
+            raise NotFound("no such output")
+        # The same header R2 sends for a presigned URL (`r2.R2Storage.presign`).
+        return web.FileResponse(path, headers={"Content-Disposition": attachment(key)})
+
+    return serve
 
 
 async def dev_token(request: web.Request) -> web.Response:

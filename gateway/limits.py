@@ -18,14 +18,13 @@ import weakref
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
-from gateway.client import JobStateClient
 from gateway.errors import TooManyRequests
 from gateway.ratelimit import RateLimiter
-from jobstate.v1 import jobstate_pb2 as pb
+from jobstate.client import Job, JobStateClient, Status
 from jobstate.wire import MAX_PAGE_SIZE
 
 CLOSE_TOO_MANY = 4429
-UNFINISHED = [pb.JOB_STATUS_PENDING, pb.JOB_STATUS_PROCESSING]
+UNFINISHED = (Status.PENDING, Status.PROCESSING)
 # Jobs take minutes; asking again sooner than this is pointless.
 UNFINISHED_RETRY_AFTER = 30
 
@@ -46,9 +45,7 @@ class StartLimits:
         self._rate = RateLimiter(max_per_minute, 60.0, clock)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    async def create(
-        self, user_id: str, key: str, create: Callable[[], Awaitable[pb.Job]]
-    ) -> pb.Job:
+    async def create(self, user_id: str, key: str, create: Callable[[], Awaitable[Job]]) -> Job:
         """The job an Idempotency-Key `key` already made (the service's word, so it holds on
         every gateway), unchecked and without calling `create`; else run `create` (CreateJob)
         if `user_id` may start a job, or raise TooManyRequests and create nothing. So a start
@@ -56,7 +53,7 @@ class StartLimits:
         time here, so concurrent starts cannot all pass the unfinished-jobs check together."""
         lock = self._locks.setdefault(user_id, asyncio.Lock())
         async with lock:
-            if key and (earlier := await self._client.job_for_key(user_id, key)) is not None:
+            if key and (earlier := await self._job_for_key(user_id, key)) is not None:
                 return earlier
             wait = self._rate.acquire(user_id)
             if wait:
@@ -70,17 +67,25 @@ class StartLimits:
             except BaseException:
                 self._rate.refund(user_id)  # nothing was started
                 raise
-            if job.version > 1 or job.status != pb.JOB_STATUS_PENDING:
+            if job.version > 1 or job.status is not Status.PENDING:
                 # The service returned a job another gateway made with this key meanwhile.
                 self._rate.refund(user_id)
             return job
+
+    async def _job_for_key(self, user_id: str, key: str) -> Job | None:
+        """The job `user_id` created with `key` within the service's 24 h window (the one
+        CreateJob would return for it), or None."""
+        page = await self._client.list_page(user_id, idempotency_key=key, page_size=1)
+        return page.jobs[0] if page.jobs else None
 
     async def _check_unfinished(self, user_id: str) -> None:
         # Counts pages only until the limit is reached: one small call for most users.
         count, token = 0, ""
         while True:
             size = min(self._max_unfinished - count, MAX_PAGE_SIZE)
-            page = await self._client.list_jobs(user_id, size, token, UNFINISHED)
+            page = await self._client.list_page(
+                user_id, statuses=UNFINISHED, page_size=size, page_token=token
+            )
             count += len(page.jobs)
             token = page.next_page_token
             if count >= self._max_unfinished:

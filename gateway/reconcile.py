@@ -1,22 +1,15 @@
 """`jobstate reconcile`: settles jobs that went quiet from what RunPod's `/status` knows.
 
-Every `JOBSTATE_RECONCILE_INTERVAL` seconds it lists (over gRPC, like any other client) the
-jobs that are `pending` or `processing` and unchanged for `JOBSTATE_STALE_AFTER` seconds, and
-for each one decides:
-
-- pending and never submitted (no external_id): FailJob, "never handed to a GPU worker";
-- RunPod COMPLETED with `output.output_key`: CompleteJob (the key must be inside the job's
-  own output_prefix, `{R2_OUTPUT_PREFIX}{job_id}/`, else FailJob); FAILED / TIMED_OUT:
-  FailJob (RunPod's text is logged, not shown); CANCELLED: CancelJob; IN_QUEUE /
-  IN_PROGRESS: left alone, looked at again next round;
-- RunPod answers 404 (it does not know the job): FailJob, "the GPU worker stopped reporting";
-- unfinished on RunPod past `JOBSTATE_HARD_DEADLINE` (from creation): FailJob, then RunPod is
-  asked to cancel it (best effort);
-- RunPod unreachable or answering oddly: left alone until the deadline.
+Every `JOBSTATE_RECONCILE_INTERVAL` seconds it lists (through `jobstate.client`, like any
+other client) the jobs that are `pending` or `processing` and unchanged for
+`JOBSTATE_STALE_AFTER` seconds, asks RunPod about each one that has a RunPod id, and applies
+the verdict of `verdicts.judge` (the rules, pure and tested as a table): complete, fail or
+cancel it, or leave it for the next round. A verdict drawn from silence gives way to a worker
+that reported since the listing; a job unfinished past `JOBSTATE_HARD_DEADLINE` is failed and
+then, if RunPod still runs it, cancelled there (best effort).
 
 Without `RUNPOD_ENDPOINT_URL` (the simulated worker) there is no one to ask: only the
-never-submitted and hard-deadline rules apply. Silence alone is no proof that a worker died,
-so a stale `processing` job is left alone until its deadline.
+never-submitted and hard-deadline rules apply.
 
 NOTE: RunPod keeps a `/run` job's status for only 30 minutes after it finishes; after that
 `/status` no longer knows it, and a job whose completion callback was lost would be failed
@@ -24,7 +17,7 @@ instead of completed. Keep `JOBSTATE_STALE_AFTER + JOBSTATE_RECONCILE_INTERVAL` 
 that (the defaults give at most 10.5 minutes), and do not leave the reconciler down for long.
 
 Several reconcilers at once are harmless: the service makes a restated terminal status a no-op
-and answers FAILED_PRECONDITION to a change that lost a race (counted as "raced" here).
+and answers FailedPrecondition to a change that lost a race (counted as "raced" here).
 """
 
 from __future__ import annotations
@@ -41,26 +34,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from gateway.client import JobStateClient
+from gateway.changes import apply_change
 from gateway.config import DEFAULT_TARGET, RUNPOD_API_BASE
 from gateway.metrics import Metrics
-from gateway.outputs import key_problem, output_prefix
 from gateway.target import FORMS, is_target
-from gateway.worker import WorkerError
+from gateway.upstream import connect
+from gateway.verdicts import GONE, NOT_ASKED, UNREACHABLE, Answer, Change, Rules, Verdict, judge
+from gateway.worker import WorkerError, WorkerJobNotFound
 from jobstate import logs
+from jobstate.client import FailedPrecondition, Job, JobStateClient, JobStateError, NotFound, Status
 from jobstate.config import ConfigError, check_environment, check_secret
-from jobstate.v1 import jobstate_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-NEVER_SUBMITTED = (
-    "the job was never handed to a GPU worker (the gateway stopped before submitting it)"
-)
-STOPPED_REPORTING = "the GPU worker stopped reporting: RunPod no longer knows this job"
-_UNSETTLED = frozenset({pb.JOB_STATUS_PENDING, pb.JOB_STATUS_PROCESSING})
+UNSETTLED = (Status.PENDING, Status.PROCESSING)
 
 
 class StatusSource(Protocol):
@@ -142,32 +129,11 @@ class ReconcileConfig:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What to do with one job: an RPC (`complete`/`fail`/`cancel`) and its argument, or
-    nothing (`leave`), with the outcome name counted in the round's summary."""
-
-    action: str
-    argument: str = ""
-    outcome: str = "failed"
-    silence: bool = False  # decided from silence, not from RunPod's word
-    cancel_on_runpod: bool = False
-
-
-LEAVE = Verdict("leave", outcome="left")
-NEVER_SUBMITTED_VERDICT = Verdict("fail", NEVER_SUBMITTED, silence=True)
-STOPPED_VERDICT = Verdict("fail", STOPPED_REPORTING, silence=True)
-
-
-def _utc(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
-
-
 class Reconciler:
     """One pass (`run_once`) or a loop (`run`) over the jobs that went quiet.
 
-    Talks to jobstate only through `client` (gRPC) and to RunPod only through `runpod`
-    (None: the simulated worker, nothing to ask). Safe to run in several processes at once.
+    Talks to jobstate only through `client` and to RunPod only through `runpod` (None: the
+    simulated worker, nothing to ask). Safe to run in several processes at once.
     """
 
     def __init__(
@@ -185,8 +151,7 @@ class Reconciler:
         self.client = client
         self.runpod = runpod
         self.stale_after = timedelta(seconds=stale_after)
-        self.hard_deadline = timedelta(seconds=hard_deadline)
-        self.output_prefix = output_prefix
+        self.rules = Rules(timedelta(seconds=hard_deadline), output_prefix)
         self.page_size = page_size
         self._limit = asyncio.Semaphore(concurrency)
         self._clock = clock
@@ -196,8 +161,8 @@ class Reconciler:
         while not stop.is_set():
             try:
                 summary = await self.run_once()
-            except grpc.aio.AioRpcError as exc:
-                log.warning("reconcile round failed: %s %s", exc.code().name, exc.details())
+            except JobStateError as exc:
+                log.warning("reconcile round failed: %s %s", type(exc).__name__, exc)
             except Exception:  # a bug must not end the loop; the next round tries again
                 log.exception("reconcile round failed")
             else:
@@ -210,20 +175,18 @@ class Reconciler:
         """Examine every stale unfinished job once. Returns outcome counts (`examined`,
         `completed`, `failed`, `cancelled`, `left`, `raced`, `errors`).
 
-        Raises grpc.aio.AioRpcError only when the listing itself fails.
+        Raises JobStateError only when the listing itself fails.
         """
         now = self._clock()
-        cutoff = Timestamp()
-        cutoff.FromDatetime(now - self.stale_after)
         summary: Counter[str] = Counter()
         token = ""
         while True:
-            page = await self.client.list_jobs(
+            page = await self.client.list_page(
                 "",  # every user's jobs
-                self.page_size,
-                token,
-                statuses=sorted(_UNSETTLED),
-                updated_before=cutoff,
+                statuses=UNSETTLED,
+                updated_before=now - self.stale_after,
+                page_size=self.page_size,
+                page_token=token,
             )
             outcomes = await asyncio.gather(*(self._settle(job, now) for job in page.jobs))
             summary.update(outcomes)
@@ -233,73 +196,33 @@ class Reconciler:
             if not token:
                 return summary
 
-    async def _settle(self, job: pb.Job, now: datetime) -> str:
+    async def _settle(self, job: Job, now: datetime) -> str:
         async with self._limit:
             try:
-                verdict = await self._verdict(job, now)
-                if verdict.action == "leave":
+                verdict = judge(job, now, self.rules, await self._ask(job))
+                if verdict.note:
+                    level = logging.INFO if verdict.change else logging.WARNING
+                    log.log(level, "reconcile %s: %s", job.job_id, verdict.note)
+                if verdict.change is None:
                     return verdict.outcome
-                return await self._apply(job, verdict)
-            except grpc.aio.AioRpcError as exc:
-                log.warning("reconcile %s: %s %s", job.job_id, exc.code().name, exc.details())
+                return await self._apply(job, verdict, verdict.change)
+            except JobStateError as exc:
+                log.warning("reconcile %s: %s %s", job.job_id, type(exc).__name__, exc)
                 return "errors"
 
-    async def _verdict(self, job: pb.Job, now: datetime) -> Verdict:
-        overdue = now - _utc(job.created_at) > self.hard_deadline
-        if not job.external_id:
-            if job.status == pb.JOB_STATUS_PENDING:
-                return NEVER_SUBMITTED_VERDICT
-            # Reporting without a recorded submission, then silence: only the deadline applies.
-            return self._overdue() if overdue else LEAVE
-        if self.runpod is None:
-            return self._overdue() if overdue else LEAVE
+    async def _ask(self, job: Job) -> Answer:
+        """RunPod's status body for `job`, or why there is none."""
+        if self.runpod is None or not job.external_id:
+            return NOT_ASKED
         try:
-            state = await self.runpod.status(job.external_id)
+            return await self.runpod.status(job.external_id)
+        except WorkerJobNotFound:
+            return GONE
         except WorkerError as exc:
-            if exc.status == 404:
-                return STOPPED_VERDICT
             log.warning("reconcile %s: cannot ask RunPod: %s", job.job_id, exc)
-            return self._overdue() if overdue else LEAVE
-        verdict = self._from_runpod(job, state)
-        if verdict.action == "leave" and overdue:
-            return self._overdue(cancel_on_runpod=True)
-        return verdict
+            return UNREACHABLE
 
-    def _overdue(self, *, cancel_on_runpod: bool = False) -> Verdict:
-        hours = self.hard_deadline.total_seconds() / 3600
-        message = (
-            "the GPU worker stopped reporting: the job was still unfinished after its "
-            f"{hours:g} h deadline"
-        )
-        return Verdict("fail", message, silence=True, cancel_on_runpod=cancel_on_runpod)
-
-    def _from_runpod(self, job: pb.Job, state: dict[str, Any]) -> Verdict:
-        status = state.get("status")
-        if status == "COMPLETED":
-            output = state.get("output")
-            key = output.get("output_key") if isinstance(output, dict) else None
-            if not isinstance(key, str) or not key:
-                return Verdict("fail", "RunPod reports the job completed without an output_key")
-            problem = key_problem(key, output_prefix(self.output_prefix, job.job_id))
-            if problem:
-                return Verdict(
-                    "fail", f"RunPod reports an output key that {problem}; it was not accepted"
-                )
-            return Verdict("complete", key, outcome="completed")
-        if status == "FAILED":
-            # NOTE: text from RunPod's API goes to the log, never to users (it may echo
-            # anything); the worker's own message reaches them through its FAILED webhook.
-            log.info("reconcile %s: RunPod reports FAILED: %.500r", job.job_id, state.get("error"))
-            return Verdict("fail", "the RunPod job failed")
-        if status == "TIMED_OUT":
-            return Verdict("fail", "the RunPod job timed out")
-        if status == "CANCELLED":
-            return Verdict("cancel", "cancelled on RunPod", outcome="cancelled")
-        if status not in ("IN_QUEUE", "IN_PROGRESS"):
-            log.warning("reconcile %s: RunPod status %r is not one we know", job.job_id, status)
-        return LEAVE
-
-    async def _apply(self, job: pb.Job, verdict: Verdict) -> str:
+    async def _apply(self, job: Job, verdict: Verdict, change: Change) -> str:
         if verdict.silence:
             # NOTE: a verdict from silence (not from RunPod's word) must not overrule a worker
             # that reported since the listing; re-read and give way if the job moved. A report
@@ -309,19 +232,12 @@ class Reconciler:
             if current.version != job.version:
                 return "raced"
         try:
-            if verdict.action == "complete":
-                await self.client.complete_job(job.job_id, verdict.argument)
-            elif verdict.action == "cancel":
-                await self.client.cancel_job(job.job_id, verdict.argument)
-            else:
-                await self.client.fail_job(job.job_id, verdict.argument)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
-                return "raced"  # someone else settled (or removed) it first
-            raise
+            await apply_change(self.client, job.job_id, change)
+        except (FailedPrecondition, NotFound):
+            return "raced"  # someone else settled (or removed) it first
         # NOTE: a restated terminal status (another reconciler came first with the same verdict)
         # is indistinguishable from our own change here, so both count as ours.
-        log.info("reconcile %s: %s (%s)", job.job_id, verdict.outcome, verdict.argument)
+        log.info("reconcile %s: %s (%s)", job.job_id, verdict.outcome, change)
         if verdict.cancel_on_runpod and self.runpod is not None:
             with contextlib.suppress(WorkerError):  # best effort: stop paying for the GPU
                 await self.runpod.cancel(job.external_id)
@@ -335,18 +251,11 @@ async def run_until(config: ReconcileConfig, stop: asyncio.Event) -> None:
     this beside its service and gateway; `jobstate reconcile` runs it alone."""
     from gateway.runpod import RunPodClient
 
-    metrics = Metrics()
-    client = JobStateClient(
-        config.jobstate_target,
-        api_token=config.api_token,
-        timeout=config.rpc_timeout,
-        metrics=metrics,
-        tls_ca=config.tls_ca,
-    )
+    client = connect(config)
     runpod: RunPodClient | None = None
     if config.runpod_endpoint_url:
         runpod = RunPodClient(
-            config.runpod_endpoint_url, config.runpod_api_key, config.runpod_timeout, metrics
+            config.runpod_endpoint_url, config.runpod_api_key, config.runpod_timeout, Metrics()
         )
     else:
         log.info("RUNPOD_ENDPOINT_URL is empty: only the never-submitted and deadline rules apply")

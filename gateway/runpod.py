@@ -2,7 +2,8 @@
 
 `/run` is not idempotent, so it is retried only when the connection could not be made
 (nothing was sent); a 5xx or a timeout after sending is a WorkerError saying so. Cancel and
-status are idempotent and are also retried on 5xx. 4xx is never retried.
+status are idempotent and are also retried on 5xx. 4xx is never retried; a 404 (RunPod does
+not know the job) is a WorkerJobNotFound.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from gateway.metrics import Metrics
-from gateway.worker import Submission, WorkerError, is_external_id
+from gateway.worker import Submission, WorkerError, WorkerJobNotFound, is_external_id
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class RunPodClient:
                         text = (await response.text())[:500]
                         self._metrics.runpod_requests.labels(operation, "refused").inc()
                         log.warning("RunPod %s answered %d: %s", operation, response.status, text)
-                        raise WorkerError(
+                        refused = WorkerJobNotFound if response.status == 404 else WorkerError
+                        raise refused(
                             f"RunPod answered {response.status}"
                             + (not_retried if response.status >= 500 else ""),
                             status=response.status,

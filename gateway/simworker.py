@@ -2,8 +2,8 @@
 
 It accepts the same submission RunPod would and walks the job through progress callbacks to
 `complete` over real HTTP to the callback URL it was given (token included), exactly as a
-RunPod worker would; when object storage is configured it first puts a small output object
-there, so the download link works end to end.
+RunPod worker would; it first puts a small output object into the gateway's storage, so the
+download link works end to end.
 """
 
 from __future__ import annotations
@@ -94,15 +94,12 @@ class SimulatedWorker:
                 return
         await asyncio.sleep(self._step)
         key = f"{submission.output_prefix}{job_id}.mp4"  # where a RunPod worker must write
-        if self._storage.configured:
-            try:
-                await self._storage.put(key, f"simulated export {job_id}\n".encode(), "video/mp4")
-            except Exception as exc:  # report it the way a real worker would
-                log.warning("simulated worker: upload of %s failed: %s", key, exc)
-                await self._post(
-                    callback_url, {"status": "error", "error": f"upload failed: {exc}"}
-                )
-                self._states[external_id] = "FAILED"
-                return
+        try:
+            await self._storage.put(key, f"simulated export {job_id}\n".encode(), "video/mp4")
+        except Exception as exc:  # report it the way a real worker would
+            log.warning("simulated worker: upload of %s failed: %s", key, exc)
+            await self._post(callback_url, {"status": "error", "error": f"upload failed: {exc}"})
+            self._states[external_id] = "FAILED"
+            return
         await self._post(callback_url, {"status": "complete", "output_key": key})
         self._states[external_id] = "COMPLETED"

@@ -18,15 +18,22 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
-import grpc
-
-from gateway.client import JobStateClient
 from gateway.errors import BadGateway
 from gateway.outputs import output_prefix
 from gateway.worker import Submission, Worker, WorkerError
-from jobstate.v1 import jobstate_pb2 as pb
+from jobstate.client import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    Job,
+    JobStateClient,
+    JobStateError,
+    NotFound,
+    Status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +43,8 @@ INLINE_DELAYS = (0.1, 0.3)
 BACKGROUND_FIRST_DELAY = 0.5
 BACKGROUND_MAX_DELAY = 30.0
 # Answers that no retry changes: the job is gone, or the service refuses the id.
-_DEFINITIVE = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT})
-_STOPPED = frozenset({pb.JOB_STATUS_CANCELLED, pb.JOB_STATUS_ERROR})
+_DEFINITIVE = (NotFound, InvalidArgument)
+_STOPPED = frozenset({Status.CANCELLED, Status.ERROR})
 
 
 def _backoff() -> Iterator[float]:
@@ -58,19 +65,17 @@ class Submitter:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._recording: dict[str, asyncio.Task[None]] = {}
 
-    async def ensure_submitted(
-        self, job: pb.Job, params: dict[str, Any], callback_url: str
-    ) -> pb.Job:
+    async def ensure_submitted(self, job: Job, params: dict[str, Any], callback_url: str) -> Job:
         """Submit `job` unless it was submitted (or its id is being recorded here) already;
         the job as far as this gateway knows it afterwards. Submissions of one job are
         serialised in this process. Raises BadGateway (the job made `error`) when the worker
-        refused or could not be reached, and grpc.aio.AioRpcError only before any `/run`."""
+        refused or could not be reached, and JobStateError only before any `/run`."""
         lock = self._locks.setdefault(job.job_id, asyncio.Lock())
         contended = lock.locked()
         async with lock:
-            if contended or job.version > 1 or job.status != pb.JOB_STATUS_PENDING:
+            if contended or job.version > 1 or job.status is not Status.PENDING:
                 job = await self._client.get_job(job.job_id)
-            if job.status != pb.JOB_STATUS_PENDING or job.external_id:
+            if job.status is not Status.PENDING or job.external_id:
                 return job
             if job.job_id in self._recording:  # the worker has it; the id is on its way
                 return _processing(job)
@@ -83,7 +88,7 @@ class Submitter:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _submit(self, job: pb.Job, params: dict[str, Any], callback_url: str) -> str:
+    async def _submit(self, job: Job, params: dict[str, Any], callback_url: str) -> str:
         prefix = output_prefix(self._output_root, job.job_id)
         try:
             return await self._worker.submit(Submission(job.job_id, callback_url, prefix, params))
@@ -93,24 +98,24 @@ class Submitter:
                 await self._client.fail_job(
                     job.job_id, f"submission to the GPU worker failed: {exc}"
                 )
-            except grpc.aio.AioRpcError as rpc_exc:
-                log.error("could not mark %s as failed: %s", job.job_id, rpc_exc.code().name)
+            except JobStateError as failing:
+                log.error("could not mark %s as failed: %s", job.job_id, type(failing).__name__)
             message = f"the GPU worker could not take the job: {exc}"
             raise BadGateway(message, job_id=job.job_id) from None
 
-    async def _record(self, job: pb.Job, external_id: str) -> pb.Job:
+    async def _record(self, job: Job, external_id: str) -> Job:
         """Record `external_id`, retrying fast failures; hand slow or lasting ones to a
         background task and answer with the job as the worker now has it."""
         for delay in (*INLINE_DELAYS, None):
             try:
                 return await self._record_once(job.job_id, external_id)
-            except grpc.aio.AioRpcError as exc:
-                code = exc.code()
-                if code in _DEFINITIVE:
-                    await self._orphaned(job.job_id, external_id, code)
-                    return job
-                log.warning("recording %s of %s failed: %s", external_id, job.job_id, code.name)
-                if delay is None or code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            except _DEFINITIVE as exc:
+                await self._orphaned(job.job_id, external_id, exc)
+                return job
+            except JobStateError as exc:
+                name = type(exc).__name__
+                log.warning("recording %s of %s failed: %s", external_id, job.job_id, name)
+                if delay is None or isinstance(exc, DeadlineExceeded):
                     break
                 await asyncio.sleep(delay)
         task = asyncio.get_running_loop().create_task(self._keep_recording(job.job_id, external_id))
@@ -128,15 +133,15 @@ class Submitter:
                     await self._record_once(job_id, external_id)
                     log.info("recorded %s of %s after retrying", external_id, job_id)
                     return
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() in _DEFINITIVE:
-                        await self._orphaned(job_id, external_id, exc.code())
-                        return
+                except _DEFINITIVE as exc:
+                    await self._orphaned(job_id, external_id, exc)
+                    return
+                except JobStateError as exc:
                     log.warning(
                         "recording %s of %s failed: %s; retrying",
                         external_id,
                         job_id,
-                        exc.code().name,
+                        type(exc).__name__,
                     )
                 except Exception:  # a bug must not end the retries silently
                     log.exception("recording %s of %s failed", external_id, job_id)
@@ -148,25 +153,25 @@ class Submitter:
             )
             raise
 
-    async def _record_once(self, job_id: str, external_id: str) -> pb.Job:
+    async def _record_once(self, job_id: str, external_id: str) -> Job:
         """MarkSubmitted; if the job finished meanwhile and will not complete, the worker's
-        run is cancelled. Raises grpc.aio.AioRpcError (FAILED_PRECONDITION excepted)."""
+        run is cancelled. Raises JobStateError (FailedPrecondition excepted)."""
         try:
             return await self._client.mark_submitted(job_id, external_id)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                raise
+        except FailedPrecondition:
+            pass
         # A fast worker finished, the user cancelled while /run was in flight, or the job was
         # failed (or given another id) before this one could be recorded.
         job = await self._client.get_job(job_id)
         if job.status in _STOPPED:
             await self._cancel_run(job_id, external_id)
-        elif job.status == pb.JOB_STATUS_PROCESSING and job.external_id != external_id:
+        elif job.status is Status.PROCESSING and job.external_id != external_id:
             log.error("%s already records another worker job than %s", job_id, external_id)
         return job
 
-    async def _orphaned(self, job_id: str, external_id: str, code: grpc.StatusCode) -> None:
-        log.error("cannot record %s of %s (%s); cancelling it", external_id, job_id, code.name)
+    async def _orphaned(self, job_id: str, external_id: str, error: JobStateError) -> None:
+        name = type(error).__name__
+        log.error("cannot record %s of %s (%s); cancelling it", external_id, job_id, name)
         await self._cancel_run(job_id, external_id)
 
     async def _cancel_run(self, job_id: str, external_id: str) -> None:
@@ -178,9 +183,6 @@ class Submitter:
             log.info("cancelled %s: %s finished before the id was recorded", external_id, job_id)
 
 
-def _processing(job: pb.Job) -> pb.Job:
+def _processing(job: Job) -> Job:
     """`job` as the worker has it: processing, though the service does not know it yet."""
-    answer = pb.Job()
-    answer.CopyFrom(job)
-    answer.status = pb.JOB_STATUS_PROCESSING
-    return answer
+    return replace(job, status=Status.PROCESSING)

@@ -15,74 +15,58 @@ than `after`, or — when `after` is older than the buffer — a private replay 
 for it; the replay stream then ends, even if the job stays quiet. A replay that joins before
 the SNAPSHOT waits for it, and needs no stream of its own when it has seen that version.
 
-If the service goes away (kill -9, restart) the stream is re-opened with `after_version` set
-to the last version seen, with jittered back-off capped at 2 s; sockets stay open and miss
-nothing. A watcher is closed with 1000 once its terminal message is sent (or at once, when
-its `after` already covers the job's terminal event).
+Streams are `jobstate.client` watches, which resume by themselves when the service goes away
+(kill -9, restart) from the last version they yielded, with jittered back-off capped at 2 s,
+and never yield a version twice: sockets stay open and miss nothing. A watch that ends with
+an error closes its sockets with the code `errors.SERVICE_ANSWERS` gives (4404 for a job
+that does not exist, 1013 when the service is at its stream cap). A watcher is closed with
+1000 once its terminal message is sent (or at once, when its `after` already covers the
+job's terminal event).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import deque
+from contextlib import aclosing
 
-import grpc
-
-from gateway.client import JobStateClient
+from gateway.errors import report
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
-from gateway.translate import TERMINAL, dumps, event_message, status_message
-from jobstate.v1 import jobstate_pb2 as pb
+from gateway.translate import dumps, event_message, status_message
+from jobstate.client import EventType, JobEvent, JobStateClient, JobStateError
 
 log = logging.getLogger(__name__)
 
 RECENT_EVENTS = 256
 MAX_BACKOFF = 2.0
-_RETRY = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.ABORTED,
-    }
-)
-CLOSE_NOT_FOUND = 4404
-CLOSE_TRY_AGAIN = 1013
-CLOSE_INTERNAL = 1011
 
 
 class Event:
-    """One WatchJob event, serialised lazily and at most once per rendering."""
+    """One watch event, serialised lazily and at most once per rendering."""
 
-    __slots__ = ("_event_json", "_status_json", "job", "type", "version")
+    __slots__ = ("_event_json", "_status_json", "record", "terminal", "version")
 
-    def __init__(self, response: pb.WatchJobResponse) -> None:
-        self.type = response.type
-        self.job = response.job
-        self.version: int = response.job.version
+    def __init__(self, record: JobEvent) -> None:
+        self.record = record
+        self.version = record.version
+        self.terminal = record.job.status.terminal
         self._event_json: str | None = None
         self._status_json: str | None = None
 
     @property
-    def terminal(self) -> bool:
-        return self.job.status in TERMINAL
-
-    @property
     def coalescible(self) -> bool:
-        return self.type == pb.EVENT_TYPE_PROGRESS and not self.terminal
+        return self.record.type is EventType.PROGRESS and not self.terminal
 
     def event_json(self) -> str:
         if self._event_json is None:
-            self._event_json = dumps(event_message(self.type, self.job))
+            self._event_json = dumps(event_message(self.record))
         return self._event_json
 
     def status_json(self) -> str:
         if self._status_json is None:
-            self._status_json = dumps(status_message(self.job))
+            self._status_json = dumps(status_message(self.record.job))
         return self._status_json
 
 
@@ -164,25 +148,21 @@ class JobWatch:
         watcher.catch_up = asyncio.get_running_loop().create_task(replay)
 
     async def _catch_up(self, watcher: Watcher, after: int) -> None:
-        call = self.hub.client.watch(self.job_id, after)
         self.hub.metrics.watch_replays.inc()
         try:
-            async for response in call:
-                watcher.send(Event(response))
-                if watcher.done or watcher.last_version >= self.position:
-                    break
-        except grpc.aio.AioRpcError as exc:
-            log.warning("catch-up watch of %s failed: %s", self.job_id, exc.code().name)
-            watcher.finish(CLOSE_TRY_AGAIN, "jobstate unavailable; reconnect")
+            async with aclosing(self.hub.client.watch(self.job_id, after)) as records:
+                async for record in records:
+                    watcher.send(Event(record))
+                    if watcher.done or watcher.last_version >= self.position:
+                        break
+        except JobStateError as exc:
+            answer = report(f"catch-up watch of {self.job_id}", exc)
+            watcher.finish(answer.close_code, answer.reason)
             return
         finally:
-            call.cancel()
             self.hub.metrics.watch_replays.dec()
-        if not watcher.done and watcher.last_version < self.position:
-            # The service ended the stream early (shutting down): a gap is possible, so the
-            # client reconnects with `after` rather than miss something.
-            watcher.finish(CLOSE_TRY_AGAIN, "jobstate restarting; reconnect")
-            return
+        # The watch ends by itself only after the job's terminal event, which is the newest
+        # there is: here the socket has reached the shared stream's position (or finished).
         held, watcher.held = watcher.held or [], None
         for event in held:
             watcher.send(event)
@@ -190,7 +170,7 @@ class JobWatch:
     def _publish(self, event: Event) -> None:
         self.position = event.version
         self.latest = event
-        if event.type == pb.EVENT_TYPE_SNAPSHOT:
+        if event.record.type is EventType.SNAPSHOT:
             self.recent.clear()
             self.floor = event.version
         else:
@@ -215,38 +195,14 @@ class JobWatch:
             self.hub._forget(self)
 
     async def _stream(self) -> None:
-        backoff = 0.1
-        while True:
-            call = self.hub.client.watch(self.job_id, self.position)
-            try:
-                async for response in call:
-                    event = Event(response)
-                    if event.version <= self.position:
-                        continue  # a resume that overlaps what we already have
-                    self._publish(event)
-                    backoff = 0.1
-                    if event.terminal:
-                        return
-            except grpc.aio.AioRpcError as exc:
-                code = exc.code()
-                if code == grpc.StatusCode.NOT_FOUND:
-                    self._close_all(CLOSE_NOT_FOUND, "job not found")
-                    return
-                if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    self._close_all(CLOSE_TRY_AGAIN, "too many watch streams; reconnect later")
-                    return
-                if code not in _RETRY:
-                    log.error("watch of %s failed: %s %s", self.job_id, code.name, exc.details())
-                    self._close_all(CLOSE_INTERNAL, "watch failed")
-                    return
-                log.info("watch of %s interrupted (%s); resuming", self.job_id, code.name)
-            else:
-                # A clean end before the terminal event: the service is shutting down.
-                log.info("watch of %s ended by the service; resuming", self.job_id)
-            finally:
-                call.cancel()
-            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-            backoff = min(backoff * 2, MAX_BACKOFF)
+        try:
+            watch = self.hub.client.watch(self.job_id, max_backoff=MAX_BACKOFF)
+            async with aclosing(watch) as records:
+                async for record in records:
+                    self._publish(Event(record))
+        except JobStateError as exc:
+            answer = report(f"watch of {self.job_id}", exc)
+            self._close_all(answer.close_code, answer.reason)
 
     def _close_all(self, code: int, reason: str) -> None:
         for watcher in self.watchers:

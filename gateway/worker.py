@@ -26,6 +26,10 @@ class WorkerError(Exception):
         self.status = status
 
 
+class WorkerJobNotFound(WorkerError):
+    """The worker does not know the job (RunPod answered 404): it never had it, or forgot it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Submission:
     """What a worker is given: where to report (`callback_url`), where it may write its

@@ -17,15 +17,17 @@ import asyncio
 import contextlib
 import logging
 
-import grpc
 from aiohttp import WSMsgType, web
 
 from gateway.auth import Unauthorized
 from gateway.context import Services, services
+from gateway.errors import CLOSE_NOT_FOUND, report
 from gateway.limits import CLOSE_TOO_MANY
 from gateway.outbox import CLOSE_TIMEOUT, Outbox
 from gateway.translate import loads
-from gateway.watch import CLOSE_NOT_FOUND, CLOSE_TRY_AGAIN, Watcher
+from gateway.watch import Watcher
+from jobstate.client import InvalidArgument, JobStateError
+from jobstate.client import NotFound as JobNotFound
 from jobstate.wire import JOB_ID_RE
 
 log = logging.getLogger(__name__)
@@ -109,11 +111,12 @@ async def _admit(
         return None
     try:
         job = await svc.client.get_job(job_id)
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-            await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
-        else:
-            await ws.close(code=CLOSE_TRY_AGAIN, message=b"jobstate unavailable; reconnect")
+    except (JobNotFound, InvalidArgument):
+        await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
+        return None
+    except JobStateError as exc:
+        answer = report(f"socket of {job_id}", exc)
+        await ws.close(code=answer.close_code, message=answer.reason.encode())
         return None
     if job.user_id != user_id:
         await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")

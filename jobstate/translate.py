@@ -171,11 +171,14 @@ def params_from_pb(params: Struct) -> dict[str, Any]:
 
 def params_to_pb(params: dict[str, Any]) -> Struct:
     """`params` as a Struct; InvalidArgument for what the service would refuse (over 64 KiB,
-    nested deeper than MAX_PARAMS_DEPTH, not JSON) or a Struct cannot hold."""
+    nested deeper than MAX_PARAMS_DEPTH, not JSON) or a Struct cannot hold (an integer beyond
+    a double)."""
     validate_params(params)
     struct = Struct()
     try:
         json_format.ParseDict(params, struct)
+    except OverflowError:  # an integer beyond a double's range: JSON allows it, Struct cannot
+        raise InvalidArgument("params hold a number too large for a double") from None
     except (json_format.ParseError, TypeError, ValueError) as exc:
         raise InvalidArgument(f"params cannot be sent: {exc}") from None
     return struct

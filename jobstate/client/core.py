@@ -11,7 +11,7 @@ Every unary call has a deadline (`timeout`) and waits for a connection within it
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -315,7 +315,7 @@ class JobStateClient:
         *,
         max_backoff: float = 2.0,
         on_interrupt: InterruptObserver | None = None,
-    ) -> AsyncIterator[JobEvent]:
+    ) -> AsyncGenerator[JobEvent, None]:
         """The job's events in strictly increasing version order, ending after the terminal
         one. From 0 (or when history no longer reaches back) the first is a SNAPSHOT.
 
@@ -325,7 +325,8 @@ class JobStateClient:
         `InvalidArgument`, `Unauthenticated` and `ResourceExhausted` end it. Close it (or
         leave the `async for`) to stop watching. `on_interrupt`, when given, is called with
         the error each time the stream is lost and the watch is about to resume (a display's
-        "reconnecting…"); the next event it yields shows the stream is back.
+        "reconnecting…"); the next event it yields shows the stream is back. It is an async
+        generator: `contextlib.aclosing` ends its call at once when you stop early.
         """
         return watch_job(
             self._stub, self._metadata, job_id, after_version, max_backoff, on_interrupt

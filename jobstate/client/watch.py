@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 import grpc
 
@@ -43,7 +43,7 @@ async def watch_job(
     after_version: int,
     max_backoff: float,
     on_interrupt: InterruptObserver | None = None,
-) -> AsyncIterator[JobEvent]:
+) -> AsyncGenerator[JobEvent, None]:
     last = after_version
     backoff = FIRST_BACKOFF
     while True:

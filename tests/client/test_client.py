@@ -102,6 +102,13 @@ async def test_params_protobuf_cannot_carry_fail_before_sending(client: JobState
         await client.get_job("deep")
 
 
+async def test_a_number_beyond_a_double_fails_before_sending(client: JobStateClient) -> None:
+    with pytest.raises(InvalidArgument, match="params hold a number too large for a double"):
+        await client.create_job("u1", params={"frames": 10**400}, job_id="big")
+    with pytest.raises(NotFound):
+        await client.get_job("big")
+
+
 async def test_list_jobs_iterates_every_page_newest_first(client: JobStateClient) -> None:
     for i in range(7):
         await client.create_job("u1", job_id=f"j{i}")

@@ -126,13 +126,13 @@ async def test_the_unfinished_count_asks_for_one_service_page_at_most(make_stack
     svc = stack.gateway.services
     assert svc is not None
     pages: list[int] = []
-    list_jobs = svc.client.list_jobs
+    list_page = svc.client.list_page
 
-    async def recording(user_id: str, page_size: int, *args: Any, **kw: Any) -> Any:
-        pages.append(page_size)
-        return await list_jobs(user_id, page_size, *args, **kw)
+    async def recording(*args: Any, **kw: Any) -> Any:
+        pages.append(kw["page_size"])
+        return await list_page(*args, **kw)
 
-    svc.client.list_jobs = recording  # type: ignore[method-assign]
+    svc.client.list_page = recording  # type: ignore[method-assign]
     assert (await start(stack))[0] == 200
     assert pages == [500]  # one page, short: the user is far below the limit
 

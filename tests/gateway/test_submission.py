@@ -13,8 +13,7 @@ from gwstack import WAIT, Stack
 from support.poll import until
 from support.tcpproxy import TcpProxy
 
-from gateway.client import JobStateClient
-from gateway.metrics import Metrics
+from jobstate.client import JobStateClient
 from jobstate.server import RunningServer
 
 START = "/api/export/overlay/start"
@@ -60,7 +59,7 @@ async def proxy(service: RunningServer) -> AsyncIterator[TcpProxy]:
 @pytest.fixture
 async def direct(service: RunningServer) -> AsyncIterator[JobStateClient]:
     """A client of the service that does not go through the proxy."""
-    client = JobStateClient(f"127.0.0.1:{service.port}", metrics=Metrics())
+    client = JobStateClient(f"127.0.0.1:{service.port}")
     yield client
     await client.close()
 

@@ -1,67 +1,117 @@
-"""The one table from gRPC status to HTTP, strict JSON, and the auth primitives."""
+"""Records to the gateway's JSON (pinned byte for byte), strict JSON, and the auth
+primitives."""
 
 from __future__ import annotations
 
-import grpc
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import jwt
 import pytest
-from google.protobuf import json_format
 
 from gateway.auth import CallbackAuth, Unauthorized, UserAuth
-from gateway.errors import BadRequest
-from gateway.translate import (
-    MAX_PARAMS_DEPTH,
-    InvalidJSON,
-    http_error,
-    is_number,
-    loads,
-    params_struct,
+from gateway.translate import InvalidJSON, dumps, event_message, is_number, job_json, loads
+from jobstate.client import EventType, Job, JobEvent, Status
+
+CREATED = datetime(2026, 11, 30, 12, 0, 1, 234567, tzinfo=UTC)
+CHANGED = datetime(2026, 11, 30, 12, 5, tzinfo=UTC)
+RUNNING = Job(
+    job_id="j-1",
+    user_id="u1",
+    kind="overlay",
+    status=Status.PROCESSING,
+    progress=42.5,
+    message="Rendering (4/10)",
+    output_key="",
+    error="",
+    version=7,
+    params={"fps": 30},
+    external_id="rp-1",
+    created_at=CREATED,
+    updated_at=CHANGED,
 )
-from jobstate.v1 import jobstate_pb2 as pb
+DONE = replace(
+    RUNNING,
+    status=Status.COMPLETE,
+    progress=100.0,
+    output_key="exports/j-1/a b.mp4",
+    version=8,
+    completed_at=CHANGED,
+)
+FAILED = replace(RUNNING, status=Status.ERROR, error="ffmpeg exited 1", version=8)
+CANCELLED = replace(RUNNING, status=Status.CANCELLED, error="by the user", version=8)
+TIMES = '"created_at":"2026-11-30T12:00:01.234Z","updated_at":"2026-11-30T12:05:00.000Z"'
+URL = '"output_url":"/api/storage/presigned-url?key=exports%2Fj-1%2Fa%20b.mp4"'
 
 
 @pytest.mark.parametrize(
-    ("code", "status", "message"),
+    ("event", "message"),
     [
-        (grpc.StatusCode.NOT_FOUND, 404, "job not found"),
-        (grpc.StatusCode.INVALID_ARGUMENT, 400, "details"),
-        (grpc.StatusCode.FAILED_PRECONDITION, 409, "details"),
-        (grpc.StatusCode.ALREADY_EXISTS, 409, "details"),
         (
-            grpc.StatusCode.UNAVAILABLE,
-            503,
-            "the jobstate service is unavailable; try again shortly",
+            JobEvent(EventType.SNAPSHOT, RUNNING),
+            '{"type":"status","job_id":"j-1","kind":"overlay","status":"processing",'
+            '"progress":42.5,"message":"Rendering (4/10)","output_key":"","error":"",'
+            f'"version":7,{TIMES},"completed_at":null}}',
         ),
         (
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-            503,
-            "the jobstate service is unavailable; try again shortly",
+            JobEvent(EventType.SUBMITTED, RUNNING),
+            '{"type":"status","job_id":"j-1","kind":"overlay","status":"processing",'
+            '"progress":42.5,"message":"Rendering (4/10)","output_key":"","error":"",'
+            f'"version":7,{TIMES},"completed_at":null}}',
         ),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "details"),
-        (grpc.StatusCode.INTERNAL, 500, "internal error"),
         (
-            grpc.StatusCode.UNAUTHENTICATED,
-            503,
-            "the jobstate service is unavailable; try again shortly",
+            JobEvent(EventType.PROGRESS, RUNNING),
+            '{"type":"progress","job_id":"j-1","version":7,"status":"processing",'
+            '"progress":42.5,"message":"Rendering (4/10)"}',
         ),
-        (grpc.StatusCode.UNKNOWN, 500, "internal error"),
+        (
+            JobEvent(EventType.COMPLETE, DONE),
+            '{"type":"complete","job_id":"j-1","version":8,"status":"complete",'
+            f'"progress":100.0,"output_key":"exports/j-1/a b.mp4",{URL}}}',
+        ),
+        (
+            JobEvent(EventType.ERROR, FAILED),
+            '{"type":"error","job_id":"j-1","version":8,"status":"error",'
+            '"error":"ffmpeg exited 1"}',
+        ),
+        (
+            JobEvent(EventType.CANCELLED, CANCELLED),
+            '{"type":"cancelled","job_id":"j-1","version":8,"status":"cancelled",'
+            '"error":"by the user"}',
+        ),
+        (
+            JobEvent(EventType.SNAPSHOT, DONE),
+            '{"type":"status","job_id":"j-1","kind":"overlay","status":"complete",'
+            '"progress":100.0,"message":"Rendering (4/10)","output_key":"exports/j-1/a b.mp4",'
+            f'"error":"","version":8,{TIMES},"completed_at":"2026-11-30T12:05:00.000Z",{URL}}}',
+        ),
     ],
+    ids=lambda value: value.type.value if isinstance(value, JobEvent) else None,
 )
-def test_grpc_status_to_http(code: grpc.StatusCode, status: int, message: str) -> None:
-    assert http_error(code, "details") == (status, message)
+def test_websocket_messages_byte_for_byte(event: JobEvent, message: str) -> None:
+    assert dumps(event_message(event)) == message
+
+
+def test_job_json_times_are_utc_milliseconds_with_z() -> None:
+    assert job_json(DONE) == {
+        "job_id": "j-1",
+        "kind": "overlay",
+        "status": "complete",
+        "progress": 100.0,
+        "message": "Rendering (4/10)",
+        "output_key": "exports/j-1/a b.mp4",
+        "error": "",
+        "version": 8,
+        "created_at": "2026-11-30T12:00:01.234Z",
+        "updated_at": "2026-11-30T12:05:00.000Z",
+        "completed_at": "2026-11-30T12:05:00.000Z",
+    }
 
 
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", '{"a": NaN}'])
 def test_strict_json_refuses_the_nan_family(text: str) -> None:
     with pytest.raises(ValueError):
         loads(text)
-
-
-def nested(levels: int, leaf: object) -> object:
-    value = leaf
-    for _ in range(levels):
-        value = {"a": value}
-    return value
 
 
 def in_lists(levels: int, leaf: object) -> object:
@@ -99,36 +149,6 @@ def test_strict_json_refuses_what_no_protobuf_string_or_parser_can_hold(
 )
 def test_strict_json_keeps_valid_text(text: str | bytes, value: object) -> None:
     assert loads(text) == value
-
-
-@pytest.mark.parametrize(
-    "params",
-    [
-        nested(MAX_PARAMS_DEPTH, 1),  # objects cost protobuf the most levels
-        nested(MAX_PARAMS_DEPTH - 1, {}),
-        {"l": [[[[{"x": [None, True, "s", 2.5, 1e300]}]]]]},
-    ],
-)
-def test_params_up_to_the_depth_limit_can_be_stored_and_read_back(params: dict) -> None:
-    struct = params_struct(params)
-    assert json_format.MessageToDict(struct) == params
-    # The deepest message that carries a job's params: it must still decode.
-    event = pb.WatchJobResponse(job=pb.Job(params=struct)).SerializeToString()
-    assert json_format.MessageToDict(pb.WatchJobResponse.FromString(event).job.params) == params
-
-
-@pytest.mark.parametrize(
-    ("params", "reason"),
-    [
-        (nested(MAX_PARAMS_DEPTH + 1, 1), "nested too deeply"),
-        (nested(MAX_PARAMS_DEPTH, []), "nested too deeply"),  # an empty array is a level too
-        ({"a": in_lists(MAX_PARAMS_DEPTH, 1)}, "nested too deeply"),  # 1 object + 32 arrays
-        ({"a": 10**400}, "number too large"),
-    ],
-)
-def test_params_protobuf_cannot_hold_are_a_bad_request(params: dict, reason: str) -> None:
-    with pytest.raises(BadRequest, match=reason):
-        params_struct(params)
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ import pytest
 from support.fakerunpod import FakeRunPod
 from support.servers import service
 
-from gateway.client import JobStateClient
 from gateway.metrics import Metrics
 from gateway.runpod import RunPodClient
+from jobstate.client import JobStateClient
 from jobstate.server import RunningServer
 
 API_KEY = "rp-test-key"
@@ -23,7 +23,7 @@ async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
 
 @pytest.fixture
 async def client(server: RunningServer) -> AsyncIterator[JobStateClient]:
-    client = JobStateClient(f"127.0.0.1:{server.port}", metrics=Metrics())
+    client = JobStateClient(f"127.0.0.1:{server.port}")
     yield client
     await client.close()
 

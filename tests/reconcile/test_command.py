@@ -15,10 +15,8 @@ from support.fakerunpod import FakeRunPod
 from support.poll import until
 from support.servers import REPO, service
 
-from gateway.client import JobStateClient
-from gateway.metrics import Metrics
 from gateway.reconcile import ReconcileConfig, run_until
-from jobstate.v1 import jobstate_pb2 as pb
+from jobstate.client import JobStateClient, Status
 
 TOKEN = "service-token-for-tests-0123456789abcdef"
 
@@ -33,7 +31,7 @@ async def test_reconcile_command_settles_quiet_jobs_then_exits_on_sigterm(
 ) -> None:
     async with service(tmp_path, api_token=TOKEN) as server:
         target = f"127.0.0.1:{server.port}"
-        client = JobStateClient(target, api_token=TOKEN, metrics=Metrics())
+        client = JobStateClient(target, api_token=TOKEN)
         job = await client.create_job("u1", "overlay", {})
         await client.mark_submitted(job.job_id, "rp-9")
         fake_runpod.jobs["rp-9"] = (
@@ -55,7 +53,7 @@ async def test_reconcile_command_settles_quiet_jobs_then_exits_on_sigterm(
         try:
 
             async def complete() -> bool:
-                return (await client.get_job(job.job_id)).status == pb.JOB_STATUS_COMPLETE
+                return (await client.get_job(job.job_id)).status == Status.COMPLETE
 
             await until(complete, what="the reconciler to complete the job")
             proc.send_signal(signal.SIGTERM)

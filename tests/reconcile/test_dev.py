@@ -12,7 +12,7 @@ import grpc
 from support.poll import until
 from support.servers import REPO, free_port
 
-from gateway.reconcile import NEVER_SUBMITTED
+from gateway.verdicts import NEVER_SUBMITTED
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 

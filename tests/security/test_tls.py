@@ -13,11 +13,11 @@ import pytest
 from support.certs import self_signed
 from support.servers import ServeProcess, run_serve, service, sqlite_url
 
-from gateway.client import JobStateClient
 from gateway.config import GatewayConfig
-from gateway.metrics import Metrics
 from gateway.reconcile import ReconcileConfig, Reconciler
 from gateway.server import Gateway
+from gateway.upstream import connect
+from jobstate.client import Status
 from jobstate.config import ConfigError, ServiceConfig
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
@@ -144,17 +144,14 @@ async def test_gateway_and_reconciler_reach_a_tls_service_with_jobstate_tls_ca(
         assert healthz == {"with-ca": 200, "without": 503}
 
         config = ReconcileConfig.from_env({**env, "JOBSTATE_TLS_CA": str(pair.cert)})
-        client = JobStateClient(
-            config.jobstate_target, api_token=config.api_token, tls_ca=config.tls_ca,
-            metrics=Metrics(),
-        )  # fmt: skip
+        client = connect(config)
         try:
             job = await client.create_job("u1", "overlay", {})
             summary = await Reconciler(client, None, stale_after=0).run_once()
             after = await client.get_job(job.job_id)
         finally:
             await client.close()
-        assert (summary, after.status) == ({"examined": 1, "failed": 1}, pb.JOB_STATUS_ERROR)
+        assert (summary, after.status) == ({"examined": 1, "failed": 1}, Status.ERROR)
 
 
 @pytest.mark.parametrize("build", [GatewayConfig.from_env, ReconcileConfig.from_env])
