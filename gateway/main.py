@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from gateway.config import ConfigError, GatewayConfig
 from gateway.server import Gateway
 from jobstate import logs
+from jobstate.loop import loop_factory, run
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,12 @@ def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         config = load_config(args, environ)
         logs.setup(environ.get("JOBSTATE_LOG_LEVEL"))
+        factory = loop_factory(environ)
     except ConfigError as exc:
         print(f"jobstate gateway: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(config))
+        run(serve(config), factory)
     except OSError as exc:  # e.g. the port is taken
         print(
             f"jobstate gateway: cannot listen on {config.host}:{config.port}: {exc}",

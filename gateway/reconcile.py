@@ -44,6 +44,7 @@ from gateway.worker import WorkerError, WorkerJobNotFound
 from jobstate import logs
 from jobstate.client import FailedPrecondition, Job, JobStateClient, JobStateError, NotFound, Status
 from jobstate.config import ConfigError, check_environment, check_secret
+from jobstate.loop import loop_factory, loop_name, run
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +293,7 @@ async def _main(config: ReconcileConfig) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    log.info("jobstate reconcile runs on the %s event loop", loop_name())
     await run_until(config, stop)
     return 0
 
@@ -301,7 +303,8 @@ def main(environ: Mapping[str, str]) -> int:
     try:
         config = ReconcileConfig.from_env(environ)
         logs.setup(environ.get("JOBSTATE_LOG_LEVEL"))
+        factory = loop_factory(environ)
     except ConfigError as exc:
         print(f"jobstate reconcile: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_main(config))
+    return run(_main(config), factory)

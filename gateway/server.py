@@ -18,6 +18,7 @@ from aiohttp.abc import AbstractAccessLogger
 from gateway.app import build_app, make_services
 from gateway.config import GatewayConfig
 from gateway.context import Services
+from jobstate.loop import loop_name
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class Gateway:
         self.port = self._runner.addresses[0][1]  # the bound port (port 0 picks one)
         self.services.public_url = self.config.resolved_public_url(self.port)
         self.services.origins = self.config.resolved_origins(self.services.public_url)
+        log.info("jobstate gateway runs on the %s event loop", loop_name())
         log.info("gateway listening on %s:%d", self.config.host, self.port)
         if not self.config.runpod_endpoint_url and not self.config.development:
             log.warning(

@@ -29,6 +29,11 @@ def loop_factory(environ: Mapping[str, str]) -> Callable[[], asyncio.AbstractEve
     return asyncio.new_event_loop
 
 
+def loop_name() -> str:
+    """`uvloop` or `asyncio`: the loop running now (for the start-up log line)."""
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+
 def run(main: Coroutine[Any, Any, T], factory: Callable[[], asyncio.AbstractEventLoop]) -> T:
     """`asyncio.run(main)` on a loop made by `factory`."""
     with asyncio.Runner(loop_factory=factory) as runner:

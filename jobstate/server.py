@@ -24,7 +24,7 @@ from jobstate.auth import TokenAuthInterceptor
 from jobstate.config import ConfigError, ServiceConfig, parse_listen
 from jobstate.errors import Unavailable
 from jobstate.hub import Hub
-from jobstate.loop import loop_factory, run
+from jobstate.loop import loop_factory, loop_name, run
 from jobstate.migrate import SchemaNotCurrent
 from jobstate.relay import EventRelay, asyncpg_dsn
 from jobstate.service import JobService, utcnow
@@ -178,8 +178,7 @@ async def _serve(config: ServiceConfig) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     host = config.listen.rpartition(":")[0]
-    loop_module = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    log.info("jobstate serve runs on the %s event loop", loop_module)
+    log.info("jobstate serve runs on the %s event loop", loop_name())
     log.info("jobstate serve listening on %s:%d", host, running.port)
     await stop.wait()
     log.info("shutting down: draining RPCs and ending watch streams")
