@@ -40,7 +40,8 @@ CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key"
 
 def make_services(config: GatewayConfig) -> Services:
     metrics = Metrics()
-    client = connect(config, metrics)
+    # Callbacks arrive concurrently from many workers: their changes share calls.
+    client = connect(config, metrics, batch_changes=True)
     storage = create_storage(config)
     worker: Worker
     if config.runpod_endpoint_url:

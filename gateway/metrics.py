@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class _PlainCounter(Collector):
+    """A counter whose value is a plain int kept elsewhere, read at scrape time."""
+
+    def __init__(self, name: str, documentation: str, value: Callable[[], int]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._value = value
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self._value())
 
 
 class Metrics:
@@ -21,8 +37,10 @@ class Metrics:
             "Shared WatchJob streams currently open (one per watched job)",
             registry=self.registry,
         )
-        self.messages_sent = Counter(
-            "gateway_ws_messages_sent", "WebSocket messages sent", registry=self.registry
+        # NOTE: a plain int counted on the hot path and read at scrape time (see `queued`).
+        self.sent = 0
+        self.registry.register(
+            _PlainCounter("gateway_ws_messages_sent", "WebSocket messages sent", lambda: self.sent)
         )
         self.messages_dropped = Counter(
             "gateway_ws_messages_dropped",

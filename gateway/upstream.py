@@ -35,8 +35,11 @@ class ServiceSettings(Protocol):
     def rpc_timeout(self) -> float: ...
 
 
-def connect(settings: ServiceSettings, metrics: Metrics | None = None) -> JobStateClient:
-    """A client of the service (call it inside the running loop: it opens the channel).
+def connect(
+    settings: ServiceSettings, metrics: Metrics | None = None, *, batch_changes: bool = False
+) -> JobStateClient:
+    """A client of the service (call it inside the running loop: it opens the channel);
+    `batch_changes`: concurrent changes share ApplyChanges calls (see `JobStateClient`).
     Raises OSError if the CA bundle cannot be read."""
     observer: CallObserver | None = None
     if metrics is not None:
@@ -52,6 +55,7 @@ def connect(settings: ServiceSettings, metrics: Metrics | None = None) -> JobSta
         tls_ca=settings.tls_ca or None,
         timeout=settings.rpc_timeout,
         observer=observer,
+        batch_changes=batch_changes,
     )
 
 

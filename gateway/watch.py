@@ -1,12 +1,13 @@
-"""One shared WatchJob stream per watched job per gateway process, fanned out to sockets.
+"""Every watched job of this gateway process followed upstream once, fanned out to sockets.
 
-`WatchHub.join(job_id, watcher, after)` attaches a socket's `Watcher`; the first watcher of a
-job opens the job's stream, the last one to `leave` closes it, and the hub ends empty. Each
-event is serialised to JSON once for every watcher (`Event` caches both renderings). Every
-watcher sees strictly increasing versions: it drops anything at or below the last version it
-sent.
+All jobs travel on one `jobstate.client` feed (a FollowJobs stream): events that committed
+together arrive in one message, instead of one message per job stream. `WatchHub.join(job_id,
+watcher, after)` attaches a socket's `Watcher`; the first watcher of a job follows it, the last
+one to `leave` unfollows it, and the hub ends empty. Each event is serialised once for every
+watcher (`Event` caches the JSON and the WebSocket frame of both renderings). Every watcher sees
+strictly increasing versions: it drops anything at or below the last version it sent.
 
-The shared stream always opens from 0, so its first event is a SNAPSHOT of the job: whatever
+A job is always followed from 0, so its first event is a SNAPSHOT of the job: whatever
 `after` the first socket brought, the stream knows the job's state and every socket without
 `after` is greeted with a `status` at once (from the latest event, or from the SNAPSHOT when
 it joined before that arrived). A socket with `after` gets the buffered recent events newer
@@ -15,13 +16,15 @@ than `after`, or — when `after` is older than the buffer — a private replay 
 for it; the replay stream then ends, even if the job stays quiet. A replay that joins before
 the SNAPSHOT waits for it, and needs no stream of its own when it has seen that version.
 
-Streams are `jobstate.client` watches, which resume by themselves when the service goes away
-(kill -9, restart) from the last version they yielded, with jittered back-off capped at 2 s,
-and never yield a version twice: sockets stay open and miss nothing. A watch that ends with
-an error closes its sockets with the code `errors.SERVICE_ANSWERS` gives (4404 for a job
-that does not exist, 1013 when the service is at its stream cap). A watcher is closed with
-1000 once its terminal message is sent (or at once, when its `after` already covers the
-job's terminal event).
+The feed resumes by itself when the service goes away (kill -9, restart), following every job
+again from the last version it yielded, with jittered back-off capped at 2 s, and never yields
+a version twice: sockets stay open and miss nothing. A job the service will not follow closes
+its sockets with the code `errors.SERVICE_ANSWERS` gives (4404 for a job that does not exist,
+1013 when the service is at its cap); a feed that fails for good (a refused token, the
+service's stream cap) closes every socket the same way, and the next join starts a new feed.
+A watcher is closed with 1000 once its terminal message is sent (or at once, when its `after`
+already covers the job's terminal event). The job's owner is known from its SNAPSHOT on, so
+a later socket is admitted without asking the service (`owner`).
 """
 
 from __future__ import annotations
@@ -32,10 +35,19 @@ from collections import deque
 from contextlib import aclosing
 
 from gateway.errors import report
+from gateway.frames import text_frame
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.translate import dumps, event_message, status_message
-from jobstate.client import EventType, JobEvent, JobStateClient, JobStateError
+from jobstate.client import (
+    Ended,
+    EventType,
+    FeedItem,
+    JobEvent,
+    JobFeed,
+    JobStateClient,
+    JobStateError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,30 +56,33 @@ MAX_BACKOFF = 2.0
 
 
 class Event:
-    """One watch event, serialised lazily and at most once per rendering."""
+    """One watch event, serialised lazily and at most once per rendering: the JSON text and
+    the WebSocket frame carrying it (the same bytes for every socket)."""
 
-    __slots__ = ("_event_json", "_status_json", "record", "terminal", "version")
+    __slots__ = ("_event", "_status", "record", "terminal", "version")
 
     def __init__(self, record: JobEvent) -> None:
         self.record = record
         self.version = record.version
         self.terminal = record.job.status.terminal
-        self._event_json: str | None = None
-        self._status_json: str | None = None
+        self._event: tuple[str, bytes] | None = None
+        self._status: tuple[str, bytes] | None = None
 
     @property
     def coalescible(self) -> bool:
         return self.record.type is EventType.PROGRESS and not self.terminal
 
-    def event_json(self) -> str:
-        if self._event_json is None:
-            self._event_json = dumps(event_message(self.record))
-        return self._event_json
+    def event_message(self) -> tuple[str, bytes]:
+        if self._event is None:
+            text = dumps(event_message(self.record))
+            self._event = (text, text_frame(text))
+        return self._event
 
-    def status_json(self) -> str:
-        if self._status_json is None:
-            self._status_json = dumps(status_message(self.record.job))
-        return self._status_json
+    def status_message(self) -> tuple[str, bytes]:
+        if self._status is None:
+            text = dumps(status_message(self.record.job))
+            self._status = (text, text_frame(text))
+        return self._status
 
 
 class Watcher:
@@ -97,10 +112,10 @@ class Watcher:
                 self.finish(1000)
             return
         status = as_status or self.needs_status
-        payload = event.status_json() if status else event.event_json()
+        text, frame = event.status_message() if status else event.event_message()
         self.needs_status = False
         self.last_version = event.version
-        self.outbox.push(payload, event.coalescible and not status)
+        self.outbox.push(text, event.coalescible and not status, frame)
         if event.terminal:
             self.finish(1000)
 
@@ -110,19 +125,22 @@ class Watcher:
 
 
 class JobWatch:
-    """The shared stream of one job and the watchers attached to it."""
+    """One followed job and the watchers attached to it."""
 
     def __init__(self, hub: WatchHub, job_id: str) -> None:
         self.hub = hub
         self.job_id = job_id
         self.watchers: set[Watcher] = set()
-        self.position = 0  # the last version the stream delivered
-        self.floor = 0  # every event newer than this that the stream delivered is in `recent`
-        self.latest: Event | None = None  # None until the stream's opening SNAPSHOT
+        self.position = 0  # the last version the feed delivered
+        self.floor = 0  # every event newer than this that the feed delivered is in `recent`
+        self.latest: Event | None = None  # None until the job's opening SNAPSHOT
         self.recent: deque[Event] = deque()
         self.waiting: set[Watcher] = set()  # replays that wait for the opening SNAPSHOT
-        self.ended = False
-        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def owner(self) -> str | None:
+        """The job's user, once its SNAPSHOT arrived."""
+        return None if self.latest is None else self.latest.record.job.user_id
 
     def attach(self, watcher: Watcher, after: int | None) -> None:
         self.watchers.add(watcher)
@@ -162,12 +180,12 @@ class JobWatch:
         finally:
             self.hub.metrics.watch_replays.dec()
         # The watch ends by itself only after the job's terminal event, which is the newest
-        # there is: here the socket has reached the shared stream's position (or finished).
+        # there is: here the socket has reached the feed's position (or finished).
         held, watcher.held = watcher.held or [], None
         for event in held:
             watcher.send(event)
 
-    def _publish(self, event: Event) -> None:
+    def publish(self, event: Event) -> None:
         self.position = event.version
         self.latest = event
         if event.record.type is EventType.SNAPSHOT:
@@ -185,52 +203,42 @@ class JobWatch:
         for watcher in list(self.watchers):
             watcher.offer(event)
 
-    async def _run(self) -> None:
-        self.hub.metrics.watch_streams.inc()
-        try:
-            await self._stream()
-        finally:
-            self.hub.metrics.watch_streams.dec()
-            self.ended = True
-            self.hub._forget(self)
-
-    async def _stream(self) -> None:
-        try:
-            watch = self.hub.client.watch(self.job_id, max_backoff=MAX_BACKOFF)
-            async with aclosing(watch) as records:
-                async for record in records:
-                    self._publish(Event(record))
-        except JobStateError as exc:
-            answer = report(f"watch of {self.job_id}", exc)
-            self._close_all(answer.close_code, answer.reason)
-
-    def _close_all(self, code: int, reason: str) -> None:
+    def close_all(self, code: int, reason: str) -> None:
         for watcher in self.watchers:
             if not watcher.done:
                 watcher.finish(code, reason)
 
 
 class WatchHub:
-    """Every shared job stream of this gateway process."""
+    """Every watched job of this gateway process, on one feed."""
 
     def __init__(self, client: JobStateClient, metrics: Metrics) -> None:
         self.client = client
         self.metrics = metrics
         self._watches: dict[str, JobWatch] = {}
+        self._feed: JobFeed | None = None
+        self._pump: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._watches)
 
+    def owner(self, job_id: str) -> str | None:
+        """The user of a job this gateway already follows (None: not known here yet)."""
+        watch = self._watches.get(job_id)
+        return None if watch is None else watch.owner
+
     def join(self, job_id: str, watcher: Watcher, after: int | None) -> None:
         """Attach `watcher`; its first message is a status (after=None) or the replay."""
         watch = self._watches.get(job_id)
-        if watch is None or watch.ended:
+        if watch is None:
             watch = JobWatch(self, job_id)
             self._watches[job_id] = watch
+            self.metrics.watch_streams.inc()
+            self._followed().follow(job_id)
         watch.attach(watcher, after)
 
     def leave(self, job_id: str, watcher: Watcher) -> None:
-        """Detach; the last watcher to leave ends the job's stream."""
+        """Detach; the last watcher to leave unfollows the job."""
         if watcher.catch_up is not None:
             watcher.catch_up.cancel()
         watch = self._watches.get(job_id)
@@ -238,16 +246,58 @@ class WatchHub:
             return
         watch.detach(watcher)
         if not watch.watchers:
-            del self._watches[job_id]
-            watch.task.cancel()
+            self._forget(watch)
+            if self._feed is not None:
+                self._feed.unfollow(job_id)
+
+    def _followed(self) -> JobFeed:
+        if self._feed is None:
+            self._feed = self.client.feed(params=False, max_backoff=MAX_BACKOFF)
+            self._pump = asyncio.get_running_loop().create_task(self._run(self._feed))
+        return self._feed
+
+    async def _run(self, feed: JobFeed) -> None:
+        try:
+            async for batch in feed:
+                self._deliver(batch)
+        except JobStateError as exc:
+            # The feed cannot go on (e.g. a refused token, the service's stream cap): every
+            # socket hears it, and the next join starts a new feed.
+            answer = report("the job feed", exc)
+            for watch in list(self._watches.values()):
+                watch.close_all(answer.close_code, answer.reason)
+                self._forget(watch)
+        finally:
+            if self._feed is feed:
+                self._feed = None
+
+    def _deliver(self, batch: list[FeedItem]) -> None:
+        for item in batch:
+            watch = self._watches.get(item.job_id)
+            if watch is None:
+                continue
+            if isinstance(item, Ended):
+                # After the terminal event its watchers are already finishing; otherwise
+                # the service refused the job.
+                if item.error is not None:
+                    answer = report(f"watch of {item.job_id}", item.error)
+                    watch.close_all(answer.close_code, answer.reason)
+                self._forget(watch)
+            else:
+                watch.publish(Event(item))
 
     def _forget(self, watch: JobWatch) -> None:
         if self._watches.get(watch.job_id) is watch:
             del self._watches[watch.job_id]
+            self.metrics.watch_streams.dec()
 
     async def close(self) -> None:
-        watches = list(self._watches.values())
         self._watches.clear()
-        for watch in watches:
-            watch.task.cancel()
-        await asyncio.gather(*(w.task for w in watches), return_exceptions=True)
+        self.metrics.watch_streams.set(0)
+        feed, pump = self._feed, self._pump
+        self._feed = self._pump = None
+        if feed is not None:
+            feed.close()
+        if pump is not None:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)

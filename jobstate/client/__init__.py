@@ -6,6 +6,7 @@ client for code that is not async.
 """
 
 from jobstate.client.core import CallObserver, JobStateClient, Page
+from jobstate.client.feed import Ended, FeedItem, JobFeed
 from jobstate.domain import EventType, Job, JobEvent, Status
 from jobstate.errors import (
     AlreadyExists,
@@ -24,12 +25,15 @@ __all__ = [
     "AlreadyExists",
     "CallObserver",
     "DeadlineExceeded",
+    "Ended",
     "EventType",
     "FailedPrecondition",
+    "FeedItem",
     "Internal",
     "InvalidArgument",
     "Job",
     "JobEvent",
+    "JobFeed",
     "JobStateClient",
     "JobStateError",
     "NotFound",

@@ -17,6 +17,7 @@ ALLOWED = {
     "jobstate.domain",
     "jobstate.errors",
     "jobstate.logs",
+    "jobstate.loop",
     "jobstate.wire",
 }
 FORBIDDEN_ROOTS = ("grpc", "grpc_health", "grpc_reflection", "google")

@@ -218,9 +218,12 @@ async def test_access_log_never_shows_tokens(stack: Stack, caplog) -> None:
     job_id = await stack.start_job()
     token = stack.callback_token(job_id)
     await stack.callback(job_id, {"status": "progress", "progress": 1})
+    await stack.callback(job_id, {"status": "progress", "progress": "lots"})  # refused: 400
     ws = await stack.socket(job_id)
     await ws.next()
     await ws.close()
     logged = "\n".join(record.getMessage() for record in caplog.records)
-    assert f"/api/jobs/{job_id}/do" in logged
+    # Answered callbacks are counted, not logged; a refused one is logged, without its token.
+    assert logged.count(f"/api/jobs/{job_id}/do") == 1
+    assert f'/api/jobs/{job_id}/do" 400' in logged
     assert token not in logged and "token=" not in logged and stack.token("u1") not in logged
