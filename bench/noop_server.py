@@ -1,16 +1,18 @@
 """The raw baseline: a grpc.aio server whose ReportProgress does nothing.
 
-Same service definition, same server options, no store, no locks: what grpc.aio itself costs.
+Same service definition, same server options, same event loop (JOBSTATE_EVENT_LOOP, uvloop by
+default), no store, no locks: what grpc.aio itself costs.
 Usage: python bench/noop_server.py PORT
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
 import sys
 
 import grpc
 
+from jobstate.loop import loop_factory, run
 from jobstate.server import SERVER_OPTIONS
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
@@ -37,4 +39,4 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    run(main(int(sys.argv[1])), loop_factory(os.environ))
