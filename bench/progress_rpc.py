@@ -24,7 +24,16 @@ from dataclasses import dataclass
 import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import free_port, median, percentile, spawn, start_replicas, stop, wait_for_grpc
+from common import (
+    cpu_seconds,
+    free_port,
+    median,
+    percentile,
+    spawn,
+    start_replicas,
+    stop,
+    wait_for_grpc,
+)
 
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
@@ -35,9 +44,12 @@ class Result:
     rps: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float  # server CPU per RPC: less disturbed by a busy machine than RPC/s
 
 
-async def drive(targets: Sequence[str], seconds: float, callers: int, jobs: int) -> Result:
+async def drive(
+    targets: Sequence[str], seconds: float, callers: int, jobs: int, pids: Sequence[int] = ()
+) -> Result:
     target = targets[0] if len(targets) == 1 else "ipv4:" + ",".join(targets)
     options = [("grpc.lb_policy_name", "round_robin")]
     async with grpc.aio.insecure_channel(target, options=options) as channel:
@@ -68,13 +80,14 @@ async def drive(targets: Sequence[str], seconds: float, callers: int, jobs: int)
                 await stub.ReportProgress(request)
                 latencies.append(time.perf_counter() - began)
 
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), cpu_seconds(pids)
         await asyncio.gather(*(caller(i) for i in range(callers)))
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, cpu_seconds(pids) - cpu
     return Result(
         len(latencies) / elapsed,
         percentile(latencies, 0.5) * 1000,
         percentile(latencies, 0.99) * 1000,
+        cpu / len(latencies) * 1e6,
     )
 
 
@@ -83,7 +96,8 @@ async def run_noop(args: argparse.Namespace) -> Result:
     process = spawn([sys.executable, "bench/noop_server.py", str(port)])
     try:
         await wait_for_grpc(f"127.0.0.1:{port}")
-        return await drive([f"127.0.0.1:{port}"], args.seconds, args.callers, args.jobs)
+        target = f"127.0.0.1:{port}"
+        return await drive([target], args.seconds, args.callers, args.jobs, [process.pid])
     finally:
         stop(process)
 
@@ -91,7 +105,8 @@ async def run_noop(args: argparse.Namespace) -> Result:
 async def run_jobstate(args: argparse.Namespace, database_url: str, replicas: int) -> Result:
     processes, targets = await start_replicas(database_url, replicas)
     try:
-        return await drive(targets, args.seconds, args.callers, args.jobs)
+        pids = [process.pid for process in processes]
+        return await drive(targets, args.seconds, args.callers, args.jobs, pids)
     finally:
         for process in processes:
             stop(process)
@@ -114,9 +129,12 @@ async def postgres_database(admin_url: str, name: str, create: bool) -> str:
 def report(label: str, results: list[Result], baseline: list[Result]) -> None:
     rps = median([r.rps for r in results])
     base = median([r.rps for r in baseline])
+    cpu = median([r.cpu_us for r in results])
+    base_cpu = median([r.cpu_us for r in baseline])
     print(
         f"{label:<22} {rps:8.0f} RPC/s  p50 {median([r.p50_ms for r in results]):6.1f} ms"
         f"  p99 {median([r.p99_ms for r in results]):6.1f} ms   ratio = {rps / base:.2f}"
+        f"   server CPU {cpu:5.0f} us/RPC (no-op / ours = {base_cpu / cpu:.2f})"
     )
 
 
@@ -156,7 +174,10 @@ async def main() -> None:
                     await postgres_database(pg_admin, name, create=False)
         for label, rows in results.items():
             row = rows[-1]
-            print(f"round {round_ + 1} {label:<22} {row.rps:8.0f} RPC/s  p99 {row.p99_ms:6.1f} ms")
+            print(
+                f"round {round_ + 1} {label:<22} {row.rps:8.0f} RPC/s  p99 {row.p99_ms:6.1f} ms"
+                f"  server CPU {row.cpu_us:5.0f} us/RPC"
+            )
     print(f"\nmedians of {args.rounds} rounds, {args.callers} callers over {args.jobs} jobs:")
     for label, rows in results.items():
         report(label, rows, results["no-op grpc.aio"])

@@ -11,6 +11,7 @@ Database failures become `Unavailable`; the detail is logged, not sent to client
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,6 +72,10 @@ class SqliteDatabase(Database):
             raise Unavailable(message) from None
         sync_url = url.set(drivername="sqlite")
         self._writer = self._engine(sync_url, synchronous, "BEGIN IMMEDIATE", pool_size=1)
+        # The writer thread's connection, kept open between transactions: checking one out of
+        # the pool for every batch cost more than the batch's statements (NOTE: ~75 µs vs
+        # ~42 µs a transaction here, timeit). Used only on the writer thread.
+        self._writer_conn: Connection | None = None
         self._reader = self._engine(sync_url, synchronous, "BEGIN", pool_size=4)
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._read_threads = ThreadPoolExecutor(4, thread_name_prefix="sqlite-reader")
@@ -96,7 +101,8 @@ class SqliteDatabase(Database):
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql(begin)
+            # On the driver itself: SQLAlchemy's execution path costs more than the statement.
+            conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
 
         return engine
 
@@ -111,12 +117,35 @@ class SqliteDatabase(Database):
             raise _unavailable(exc) from None
 
     async def write(self, fn: Work[T], *args: Any) -> T:
-        return await self._run(self._write_thread, self._writer, fn, *args)
+        def work() -> T:
+            if self._writer_conn is None:
+                self._writer_conn = self._writer.connect()
+            try:
+                with self._writer_conn.begin():
+                    return fn(self._writer_conn, *args)
+            except BaseException:
+                # After a failure the connection may be unusable (a full disk, a dropped
+                # file): the next transaction starts on a fresh one.
+                self._drop_writer_conn()
+                raise
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._write_thread, work)
+        except _STORE_ERRORS as exc:
+            raise _unavailable(exc) from None
+
+    def _drop_writer_conn(self) -> None:
+        conn, self._writer_conn = self._writer_conn, None
+        if conn is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                conn.close()
 
     async def read(self, fn: Work[T], *args: Any) -> T:
         return await self._run(self._read_threads, self._reader, fn, *args)
 
     async def close(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already shut down
+            self._write_thread.submit(self._drop_writer_conn)
         self._write_thread.shutdown(wait=True)
         self._read_threads.shutdown(wait=True)
         self._writer.dispose()

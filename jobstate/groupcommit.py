@@ -20,7 +20,8 @@ class GroupCommit(Generic[Item, Result]):
     While a batch commits, new items queue up and form the next batch, so the batch size
     grows with load by itself and an idle system commits each item at once. `run_batch` gets
     the items in arrival order and returns one result per item; if it raises, every item of
-    that batch gets the exception (nothing of the batch was committed). The task runs under
+    that batch gets the exception (nothing of the batch was committed). `on_committed(items,
+    results)` runs after each batch and before its callers hear back. The task runs under
     `supervisor`: if the loop itself fails, every item it holds or that waits gets Unavailable
     (it may have been committed: each change is safe to retry) and the loop is restarted.
     """
@@ -33,8 +34,10 @@ class GroupCommit(Generic[Item, Result]):
         *,
         name: str = "group-commit",
         stopped: str = "the job store's writer stopped; retry",
+        on_committed: Callable[[list[Item], list[Result]], None] | None = None,
     ) -> None:
         self._run_batch = run_batch
+        self._on_committed = on_committed
         self._supervisor = supervisor
         self._max_batch = max_batch
         self._name = name
@@ -63,14 +66,19 @@ class GroupCommit(Generic[Item, Result]):
                 self._batch = []
 
     async def _commit(self, batch: Waiting[Item, Result]) -> None:
+        items = [item for item, _ in batch]
         try:
-            results = await self._run_batch([item for item, _ in batch])
+            results = await self._run_batch(items)
         except Exception as exc:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), result in zip(batch, results, strict=True):
+        answers = list(zip(batch, results, strict=True))
+        if self._on_committed is not None:
+            # Here, in the loop, no caller's cancellation can cut it short.
+            self._on_committed(items, results)
+        for (_, future), result in answers:
             if not future.done():
                 future.set_result(result)
 

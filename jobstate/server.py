@@ -106,13 +106,14 @@ async def start_server(config: ServiceConfig) -> RunningServer:
     supervisor = Supervisor(report)
     # Before the store: an address this host cannot bind must not create or upgrade a database.
     _check_bindable(config.listen)
+    hub = Hub()
     store = await Store.open(
         config.database_url,
         migrate=config.migrate,
         sqlite_synchronous=config.sqlite_synchronous,
         supervisor=supervisor,
+        on_commit=hub.publish,
     )
-    hub = Hub()
     service = JobService(store, hub)
     servicer = JobStateServicer(service, config.max_watch_streams)
     interceptors = [TokenAuthInterceptor(config.api_token)] if config.api_token else []

@@ -1,9 +1,9 @@
 """The job service: validates, serialises per job, commits, then publishes.
 
 Every change runs under its job's shard lock: read (cached) → `domain.apply` → version-checked
-commit → publish to the hub, so one job's events reach the hub in version order. A lost
-version check (another replica wrote first) re-applies the change to fresh state in the
-store's transaction.
+commit; the store hands every committed event to the hub from its commit loop, in commit
+order, so one job's events reach the hub in version order. A lost version check (another
+replica wrote first) re-applies the change to fresh state in the store's transaction.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from jobstate import domain
 from jobstate.domain import Change, EventType, Job, JobEvent
@@ -25,24 +25,10 @@ from jobstate.store import JobQuery, Store
 from jobstate.wire import DEFAULT_PAGE_SIZE, IDEMPOTENCY_WINDOW, MAX_PAGE_SIZE
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-async def _finish_even_if_cancelled(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a commit-and-publish to its end: a caller that goes away must not leave a committed
-    version unpublished or the cache behind the database, so the lock is held until it is done.
-    """
-    task = asyncio.ensure_future(coro)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        # wait(), unlike gather(), does not cancel the task if we are cancelled again.
-        await asyncio.wait({task})
-        raise
 
 
 class JobService:
@@ -79,10 +65,7 @@ class JobService:
         # Only the job's own lock: a second lock from the same pool could be this one.
         async with self.locks.lock_for(event.job_id):
             outcome = await self.store.create(event, now - IDEMPOTENCY_WINDOW)
-            if isinstance(outcome, JobEvent):
-                self.hub.publish(outcome)
-                return outcome.job
-        return outcome
+        return outcome.job if isinstance(outcome, JobEvent) else outcome
 
     async def get(self, job_id: str) -> Job:
         domain.validate_job_id(job_id)
@@ -126,7 +109,10 @@ class JobService:
                 event = domain.apply(job, change, now)
             if event is None:
                 return job
-            return await _finish_even_if_cancelled(self._commit(event, job.version, change))
+            # The store publishes what it commits (see Store.on_commit), even if this caller
+            # is cancelled meanwhile.
+            outcome = await self.store.update(event, job.version, change)
+            return outcome.job if isinstance(outcome, JobEvent) else outcome
 
     async def change_many(self, changes: Sequence[tuple[str, Change]]) -> list[Job | JobStateError]:
         """Apply many changes: one outcome per change, in order — the job after it, or the
@@ -150,13 +136,6 @@ class JobService:
 
         await asyncio.gather(*(apply_in_order(indices) for indices in by_job.values()))
         return outcomes
-
-    async def _commit(self, event: JobEvent, expected_version: int, change: Change) -> Job:
-        outcome = await self.store.update(event, expected_version, change)
-        if isinstance(outcome, JobEvent):
-            self.hub.publish(outcome)
-            return outcome.job
-        return outcome
 
     async def watch(self, job_id: str, after_version: int = 0) -> AsyncIterator[JobEvent]:
         """The job's events in strictly increasing version order; ends after the terminal one.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.engine import make_url
@@ -40,13 +41,18 @@ class Store:
     """
 
     def __init__(
-        self, db: Database, supervisor: Supervisor | None = None, cache_size: int = 10_000
+        self,
+        db: Database,
+        supervisor: Supervisor | None = None,
+        cache_size: int = 10_000,
+        on_commit: Callable[[JobEvent], None] | None = None,
     ) -> None:
         self.db = db
         self._cache: OrderedDict[str, Job] = OrderedDict()
         self._cache_size = cache_size
+        self._on_commit = on_commit
         self._commits: GroupCommit[Write, Outcome] = GroupCommit(
-            self._run_batch, supervisor or Supervisor()
+            self._run_batch, supervisor or Supervisor(), on_committed=self._committed
         )
 
     @classmethod
@@ -57,10 +63,12 @@ class Store:
         migrate: bool = False,
         sqlite_synchronous: str = "NORMAL",
         supervisor: Supervisor | None = None,
+        on_commit: Callable[[JobEvent], None] | None = None,
     ) -> Store:
         """Open the store with its schema at this release's head: an empty database is
         created, an older one upgraded only with `migrate` (see `jobstate.migrate`). Its
-        group-commit loop runs under `supervisor` (a private one if None).
+        group-commit loop runs under `supervisor` (a private one if None); `on_commit` is told
+        every event it commits, in commit order (the hub's `publish`).
 
         Raises Unavailable, or SchemaNotCurrent (one line naming the database) for a schema
         it leaves as it is."""
@@ -78,7 +86,7 @@ class Store:
             await db.close()
             raise
         log.info("database schema: %s", migration)
-        return cls(db, supervisor)
+        return cls(db, supervisor, on_commit=on_commit)
 
     async def close(self) -> None:
         await self._commits.close()
@@ -86,6 +94,22 @@ class Store:
 
     async def _run_batch(self, batch: list[Write]) -> list[Outcome]:
         return await self.db.write(writes.write_batch, batch)
+
+    def _committed(self, batch: list[Write], outcomes: list[Outcome]) -> None:
+        """After each commit, in the group-commit loop (no caller can cancel it): bring the
+        cache up to date and hand each committed event on, in commit order. So a caller that
+        goes away mid-commit leaves no committed version unpublished and no cache entry behind
+        the database (NOTE: this replaced a task and a shield per change, ~25 µs)."""
+        for write, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, JobEvent):
+                self._remember(outcome.job)
+                if self._on_commit is not None:
+                    self._on_commit(outcome)
+            elif isinstance(outcome, Job):
+                if write.expected_version is not None:
+                    self._remember(outcome)  # the stored job a lost race was re-applied to
+            else:
+                self._cache.pop(write.event.job_id, None)
 
     def _remember(self, job: Job) -> None:
         self._cache[job.job_id] = job
@@ -103,8 +127,6 @@ class Store:
         outcome = await self._commits.submit(Write(event, None, keys_since=keys_since))
         if isinstance(outcome, JobStateError):
             raise outcome
-        if isinstance(outcome, JobEvent):
-            self._remember(outcome.job)
         return outcome
 
     async def update(
@@ -118,9 +140,7 @@ class Store:
         """
         outcome = await self._commits.submit(Write(event, expected_version, change))
         if isinstance(outcome, JobStateError):
-            self._cache.pop(event.job_id, None)
             raise outcome
-        self._remember(outcome.job if isinstance(outcome, JobEvent) else outcome)
         return outcome
 
     async def get(self, job_id: str, *, cached: bool = False) -> Job | None:

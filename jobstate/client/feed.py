@@ -115,6 +115,7 @@ class JobFeed:
                     if items := self._read(message):
                         yield items
                 interruption: JobStateError = Unavailable("the service ended the stream")
+                cause = "ended by the service"
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if self._closed and task is not None and not task.cancelling():
@@ -126,13 +127,14 @@ class JobFeed:
                 if exc.code() not in RESUMABLE:
                     raise error_from_rpc(exc) from None
                 interruption = error_from_rpc(exc)
+                cause = exc.code().name
             finally:
                 self._requests = None
                 requests.put_nowait(None)
                 self._call.cancel()
             if self._closed:
                 return
-            log.info("job feed interrupted (%s); resuming", interruption)
+            log.info("job feed interrupted (%s); resuming", cause)
             if self._on_interrupt is not None:
                 self._on_interrupt(interruption)
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))

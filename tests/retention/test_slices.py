@@ -105,13 +105,18 @@ def expected_after_pass(
 
 
 class Statements:
-    """Every statement this process sends to the database file, with the thread that sent it."""
+    """Every statement this process sends to the database file, with the thread that sent it
+    (SQLite's own trace of each connection: statements the store sends straight to the
+    driver are seen too)."""
 
     def __init__(self) -> None:
         self.log: list[tuple[str, str]] = []
         self.hook: Any = None
 
-    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def __call__(self, dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.set_trace_callback(self._trace)
+
+    def _trace(self, statement: str) -> None:
         self.log.append((threading.current_thread().name, statement))
         if self.hook is not None:
             self.hook(statement)
@@ -123,11 +128,11 @@ class Statements:
 @pytest.fixture
 def statements() -> Iterator[Statements]:
     seen = Statements()
-    event.listen(Engine, "before_cursor_execute", seen)
+    event.listen(Engine, "connect", seen)
     try:
         yield seen
     finally:
-        event.remove(Engine, "before_cursor_execute", seen)
+        event.remove(Engine, "connect", seen)
 
 
 def fill(path: Path, count: int) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
