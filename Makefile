@@ -22,7 +22,9 @@ test: $(STAMP)
 
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. \
-		--pyi_out=. protos/jobstate/v1/jobstate.proto
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=. \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=. \
+		protos/jobstate/v1/jobstate.proto
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

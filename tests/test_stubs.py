@@ -17,7 +17,7 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 STUBS = ROOT / "jobstate" / "v1"
-GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 
 
 def _proto_recipe() -> list[str]:
@@ -52,10 +52,17 @@ def _lower_bound(req: Requirement) -> Version:
 def test_stubs_match_the_proto(tmp_path: Path) -> None:
     argv = _proto_recipe()
     assert argv[:3] == ["$(BIN)/python", "-m", "grpc_tools.protoc"], argv
-    argv = [sys.executable, *argv[1:]]
+    # The mypy-protobuf plugins are scripts beside this interpreter, as they are in $(BIN).
+    bin_dir = str(Path(sys.executable).parent)
+    argv = [sys.executable, *(a.replace("$(BIN)", bin_dir) for a in argv[1:])]
     # Every output option writes into `.` in the Makefile; redirect all of them to tmp_path.
     outs = [a for a in argv if re.fullmatch(r"--\w+_out=\.", a)]
-    assert {a.split("=")[0] for a in outs} == {"--python_out", "--grpc_python_out", "--pyi_out"}
+    assert {a.split("=")[0] for a in outs} == {
+        "--python_out",
+        "--grpc_python_out",
+        "--mypy_out",
+        "--mypy_grpc_out",
+    }
     argv = [f"{a[:-1]}{tmp_path}" if a in outs else a for a in argv]
 
     subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
@@ -69,10 +76,12 @@ def test_stubs_match_the_proto(tmp_path: Path) -> None:
     assert stale == [], "stale stubs: run `make proto` and commit the result"
 
 
-def test_grpcio_tools_pin_is_the_installed_version() -> None:
+@pytest.mark.parametrize("generator", ["grpcio-tools", "mypy-protobuf"])
+def test_generator_pin_is_the_installed_version(generator: str) -> None:
+    # Another version of either generator writes other bytes: the stale check would flap.
     dev = _requirements(_pyproject()["project"]["optional-dependencies"]["dev"])
-    pins = [s for s in dev["grpcio-tools"].specifier if s.operator == "=="]
-    assert [str(s) for s in pins] == [f"=={metadata.version('grpcio-tools')}"]
+    pins = [s for s in dev[generator].specifier if s.operator == "=="]
+    assert [str(s) for s in pins] == [f"=={metadata.version(generator)}"]
 
 
 def _generated_versions() -> dict[str, Version]:
