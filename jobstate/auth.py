@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+Request = TypeVar("Request")
+Response = TypeVar("Response")
 
 
-def _deny_unary(request: Any, context: grpc.aio.ServicerContext) -> Awaitable[Any]:
+def _deny_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Awaitable[Any]:
     return context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid service token is required")
 
 
-async def _deny_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+async def _deny_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid service token is required")
     yield  # pragma: no cover - makes this an async generator, like the handler it replaces
 
@@ -32,9 +34,11 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Request, Response] | None]
+        ],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Request, Response] | None:
         if details.method.startswith(_OPEN_PREFIXES) or self._authorized(details):
             return await continuation(details)
         handler = await continuation(details)

@@ -79,8 +79,9 @@ class EventRelay:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=2)
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        job_id, version = notify.decode(payload)
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        # asyncpg hands a NOTIFY's payload over as str; its stubs only promise object.
+        job_id, version = notify.decode(str(payload))
         if self._hub.watched(job_id) and version > self._hub.latest(job_id):
             self._mark([job_id])
 

@@ -9,6 +9,7 @@ replica wrote first) re-applies the change to fresh state in the store's transac
 from __future__ import annotations
 
 import asyncio
+import builtins
 import dataclasses
 import logging
 import uuid
@@ -114,7 +115,9 @@ class JobService:
             outcome = await self.store.update(event, job.version, change)
             return outcome.job if isinstance(outcome, JobEvent) else outcome
 
-    async def change_many(self, changes: Sequence[tuple[str, Change]]) -> list[Job | JobStateError]:
+    async def change_many(
+        self, changes: Sequence[tuple[str, Change]]
+    ) -> builtins.list[Job | JobStateError]:
         """Apply many changes: one outcome per change, in order — the job after it, or the
         domain error `change` would have raised. Changes to one job run in the order given;
         different jobs run concurrently, so their commits share transactions."""
@@ -147,9 +150,9 @@ class JobService:
         domain.validate_job_id(job_id)
         async with self.hub.subscribe(job_id) as sub:
             replay, last, finished = await self.replay(job_id, after_version)
-            for item in replay:
-                yield item
-                last = item.version
+            for replayed in replay:
+                yield replayed
+                last = replayed.version
             if finished:
                 return
             while (item := await sub.next()) is not None:
@@ -167,7 +170,9 @@ class JobService:
                 if event.job.status.terminal:
                     return
 
-    async def replay(self, job_id: str, after_version: int) -> tuple[list[JobEvent], int, bool]:
+    async def replay(
+        self, job_id: str, after_version: int
+    ) -> tuple[builtins.list[JobEvent], int, bool]:
         """What a watcher from `after_version` is sent first: every event after it still in
         history, or a SNAPSHOT when that is 0 or history no longer reaches back; the version the
         watcher stands at before them; whether the job is finished. Subscribe first, so nothing
@@ -182,7 +187,9 @@ class JobService:
         last = after_version if after_version <= job.version else 0
         return replay, last, job.status.terminal
 
-    async def history_between(self, job_id: str, after: int, before: int) -> list[JobEvent]:
+    async def history_between(
+        self, job_id: str, after: int, before: int
+    ) -> builtins.list[JobEvent]:
         """Committed events between two versions (what history still holds of them)."""
         _, events = await self.store.get_with_events(job_id, after)
         return [event for event in events if event.version < before]

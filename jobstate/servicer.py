@@ -57,12 +57,14 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, "internal error; it has been logged"
 
 
-Unary = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Response]]
+Unary = Callable[[Any, Request, grpc.aio.ServicerContext[Request, Response]], Awaitable[Response]]
 
 
 def unary(handler: Unary[Request, Response]) -> Unary[Request, Response]:
     @functools.wraps(handler)
-    async def wrapper(self: Any, request: Request, context: grpc.aio.ServicerContext) -> Response:
+    async def wrapper(
+        self: Any, request: Request, context: grpc.aio.ServicerContext[Request, Response]
+    ) -> Response:
         try:
             return await handler(self, request, context)
         except grpc.aio.AbortError:
@@ -199,7 +201,9 @@ class JobStateServicer(pb_grpc.JobStateServiceServicer):
         return pb.ApplyChangesResponse(results=[_result(o, fields) for o in outcomes])
 
     async def WatchJob(
-        self, request: pb.WatchJobRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.WatchJobRequest,
+        context: grpc.aio.ServicerContext[pb.WatchJobRequest, pb.WatchJobResponse],
     ) -> AsyncIterator[pb.WatchJobResponse]:
         if self.watch_streams >= self.max_watch_streams:
             await context.abort(
@@ -223,7 +227,7 @@ class JobStateServicer(pb_grpc.JobStateServiceServicer):
     async def FollowJobs(
         self,
         requests: AsyncIterator[pb.FollowJobsRequest],
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[pb.FollowJobsRequest, pb.FollowJobsResponse],
     ) -> AsyncIterator[pb.FollowJobsResponse]:
         if self.watch_streams >= self.max_watch_streams:
             await context.abort(

@@ -67,8 +67,9 @@ def _datetime(value: Timestamp) -> datetime:
 
 
 # Job fields a read_mask may name (AIP-157), with how each is read off a record; params and
-# the timestamps are set apart below because they are messages.
-_SCALARS: dict[str, Callable[[Job], object]] = {
+# the timestamps are set apart below because they are messages. A mask names fields by name,
+# so a partial Job is built from keyword arguments; their types differ field by field (Any).
+_SCALARS: dict[str, Callable[[Job], Any]] = {
     "job_id": lambda job: job.job_id,
     "user_id": lambda job: job.user_id,
     "kind": lambda job: job.kind,
@@ -229,7 +230,7 @@ def change_to_pb(job_id: str, change: Change) -> pb.JobChange:
     raise InvalidArgument(f"unknown change {change!r}")
 
 
-def statuses_from_pb(values: Iterable[pb.JobStatus]) -> tuple[Status, ...]:
+def statuses_from_pb(values: Iterable[pb.JobStatus.ValueType]) -> tuple[Status, ...]:
     try:
         return tuple(STATUS_FROM_PB[value] for value in values)
     except KeyError as exc:
