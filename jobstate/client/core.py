@@ -46,6 +46,7 @@ from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 from jobstate.wire import MAX_BATCH_CHANGES
 
+Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response", bound=Message)
 # Told about every unary call: (method, outcome: "OK" or the status code's name, seconds).
 CallObserver = Callable[[str, str, float], None]
@@ -124,7 +125,12 @@ class JobStateClient:
     async def _apply_batch(self, changes: list[tuple[str, Change]]) -> list[Job | JobStateError]:
         return await self.apply_changes(changes, params=False)
 
-    async def _unary(self, name: str, call: Any, request: Message) -> Any:
+    async def _unary(
+        self,
+        name: str,
+        call: grpc.aio.UnaryUnaryMultiCallable[Request, Response],
+        request: Request,
+    ) -> Response:
         started = time.perf_counter()
         outcome = "OK"
         try:
@@ -260,23 +266,24 @@ class JobStateClient:
             if isinstance(outcome, JobStateError):
                 raise outcome
             return outcome
+        stub = self._stub
         match change:
             case Submit(external_id):
                 submit = pb.MarkSubmittedRequest(job_id=job_id, external_id=external_id)
-                response = await self._unary("MarkSubmitted", self._stub.MarkSubmitted, submit)
+                job = (await self._unary("MarkSubmitted", stub.MarkSubmitted, submit)).job
             case Progress(value, message):
                 progress = pb.ReportProgressRequest(job_id=job_id, progress=value, message=message)
-                response = await self._unary("ReportProgress", self._stub.ReportProgress, progress)
+                job = (await self._unary("ReportProgress", stub.ReportProgress, progress)).job
             case Complete(output_key):
                 complete = pb.CompleteJobRequest(job_id=job_id, output_key=output_key)
-                response = await self._unary("CompleteJob", self._stub.CompleteJob, complete)
+                job = (await self._unary("CompleteJob", stub.CompleteJob, complete)).job
             case Fail(error):
                 fail = pb.FailJobRequest(job_id=job_id, error=error)
-                response = await self._unary("FailJob", self._stub.FailJob, fail)
+                job = (await self._unary("FailJob", stub.FailJob, fail)).job
             case Cancel(reason):
                 cancel = pb.CancelJobRequest(job_id=job_id, reason=reason)
-                response = await self._unary("CancelJob", self._stub.CancelJob, cancel)
-        return job_from_pb(response.job)
+                job = (await self._unary("CancelJob", stub.CancelJob, cancel)).job
+        return job_from_pb(job)
 
     async def apply_changes(
         self, changes: Sequence[tuple[str, Change]], *, params: bool = True
@@ -336,7 +343,8 @@ class JobStateClient:
         """True when the service answers grpc.health.v1 with SERVING (unauthenticated: it
         does not prove the token is right — any other call does)."""
         try:
-            response = await self._health.Check(
+            # types-grpcio-health-checking declares HealthStub without its methods.
+            response = await self._health.Check(  # type: ignore[attr-defined]
                 health_pb2.HealthCheckRequest(service=""),
                 timeout=deadline,
                 metadata=self._metadata,

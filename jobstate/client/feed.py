@@ -52,7 +52,7 @@ class JobFeed:
 
     def __init__(
         self,
-        stub: pb_grpc.JobStateServiceStub,
+        stub: pb_grpc.JobStateServiceAsyncStub,
         metadata: Sequence[tuple[str, str]],
         read_mask: FieldMask | None,
         max_backoff: float,

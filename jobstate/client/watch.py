@@ -37,7 +37,7 @@ RESUMABLE = frozenset(
 
 
 async def watch_job(
-    stub: pb_grpc.JobStateServiceStub,
+    stub: pb_grpc.JobStateServiceAsyncStub,
     metadata: Sequence[tuple[str, str]],
     job_id: str,
     after_version: int,
@@ -83,7 +83,7 @@ async def watch_job(
 
 
 async def _finished_at(
-    stub: pb_grpc.JobStateServiceStub,
+    stub: pb_grpc.JobStateServiceAsyncStub,
     metadata: Sequence[tuple[str, str]],
     job_id: str,
     version: int,
