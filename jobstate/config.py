@@ -10,6 +10,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -20,6 +21,7 @@ ENVIRONMENTS = ("development", "production")
 # HS256 keys and bearer tokens shorter than this are guessable offline; RFC 7518 asks for at
 # least the hash size (256 bits) for HMAC keys.
 MIN_SECRET_BYTES = 32
+T = TypeVar("T")
 # The flag that sets each field, for messages: an error names what the operator typed.
 FLAGS = {
     "listen": "--listen",
@@ -77,6 +79,12 @@ def _number(environ: Mapping[str, str], name: str, default: float, minimum: floa
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
+
+
+def _flag(flag: T | None, variable: T) -> T:
+    """A flag's value when one was given, else the variable's; the variable is read, and so
+    checked, either way."""
+    return variable if flag is None else flag
 
 
 def _switch(environ: Mapping[str, str], name: str) -> bool:
@@ -146,24 +154,38 @@ class ServiceConfig:
                 raise ConfigError(f"{name} {path!r} is not a readable file")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: str | bool | None) -> ServiceConfig:
-        """Variables from `environ`; non-None `overrides` (CLI flags) win."""
-        values: dict[str, object] = {
-            "listen": environ.get("JOBSTATE_LISTEN") or cls.listen,
-            "database_url": environ.get("JOBSTATE_DATABASE_URL") or DEFAULT_DATABASE_URL,
-            "environment": environ.get("ENVIRONMENT") or "production",
-            "api_token": environ.get("JOBSTATE_API_TOKEN", ""),
-            "sqlite_synchronous": (environ.get("JOBSTATE_SQLITE_SYNCHRONOUS") or "NORMAL").upper(),
-            "tls_cert": environ.get("JOBSTATE_TLS_CERT", ""),
-            "tls_key": environ.get("JOBSTATE_TLS_KEY", ""),
-            "history_retention": _number(environ, "JOBSTATE_HISTORY_RETENTION", 604800.0),
-            "job_retention": _number(environ, "JOBSTATE_JOB_RETENTION", 0.0),
-            "max_progress_events": int(_number(environ, "JOBSTATE_MAX_PROGRESS_EVENTS", 1000, 1)),
-            "max_watch_streams": int(_number(environ, "JOBSTATE_MAX_WATCH_STREAMS", 10000, 1)),
-            "retention_interval": _number(environ, "JOBSTATE_RETENTION_INTERVAL", 300.0, 0.01),
-            "migrate": _switch(environ, "JOBSTATE_MIGRATE"),
+    def from_env(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        listen: str | None = None,
+        database_url: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        migrate: bool | None = None,
+    ) -> ServiceConfig:
+        """Variables from `environ`; flags (the keyword arguments that are not None) win."""
+        given = {
+            "listen": listen,
+            "database_url": database_url,
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
         }
-        given = {k: v for k, v in overrides.items() if v is not None}
-        values.update(given)
-        values["flags"] = {k: FLAGS[k] for k in given if k in FLAGS}
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(
+            listen=_flag(listen, environ.get("JOBSTATE_LISTEN") or cls.listen),
+            database_url=_flag(
+                database_url, environ.get("JOBSTATE_DATABASE_URL") or DEFAULT_DATABASE_URL
+            ),
+            environment=environ.get("ENVIRONMENT") or "production",
+            api_token=environ.get("JOBSTATE_API_TOKEN", ""),
+            sqlite_synchronous=(environ.get("JOBSTATE_SQLITE_SYNCHRONOUS") or "NORMAL").upper(),
+            tls_cert=_flag(tls_cert, environ.get("JOBSTATE_TLS_CERT", "")),
+            tls_key=_flag(tls_key, environ.get("JOBSTATE_TLS_KEY", "")),
+            history_retention=_number(environ, "JOBSTATE_HISTORY_RETENTION", 604800.0),
+            job_retention=_number(environ, "JOBSTATE_JOB_RETENTION", 0.0),
+            max_progress_events=int(_number(environ, "JOBSTATE_MAX_PROGRESS_EVENTS", 1000, 1)),
+            max_watch_streams=int(_number(environ, "JOBSTATE_MAX_WATCH_STREAMS", 10000, 1)),
+            retention_interval=_number(environ, "JOBSTATE_RETENTION_INTERVAL", 300.0, 0.01),
+            migrate=_flag(migrate, _switch(environ, "JOBSTATE_MIGRATE")),
+            flags={name: FLAGS[name] for name, value in given.items() if value is not None},
+        )

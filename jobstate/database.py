@@ -102,7 +102,9 @@ class SqliteDatabase(Database):
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
             # On the driver itself: SQLAlchemy's execution path costs more than the statement.
-            conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
+            driver = conn.connection.driver_connection
+            assert driver is not None  # SQLAlchemy clears it only once closed or invalidated
+            driver.execute(begin)
 
         return engine
 

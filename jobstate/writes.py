@@ -205,7 +205,9 @@ def _write_sqlite(conn: Connection, writes: Sequence[Write]) -> list[Outcome]:
     cost — py-spy, ReportProgress bench). One process owns the file, so a lost version check is
     rare; it is re-applied through `_reapply` as on PostgreSQL."""
     update, insert_events = _raw_sqlite(conn.dialect)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    driver = conn.connection.driver_connection
+    assert driver is not None  # SQLAlchemy clears it only once closed or invalidated
+    cursor = driver.cursor()
     outcomes: list[Outcome] = []
     for write in writes:
         if write.expected_version is None:
