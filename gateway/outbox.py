@@ -95,8 +95,13 @@ class Outbox:
         if self._closing:
             return
         queue = self._queue
-        if frame is not None and queue is None and self._task is None and self._keeps_up():
-            self._transport.write(frame)  # type: ignore[union-attr]
+        if (
+            frame is not None
+            and queue is None
+            and self._task is None
+            and (transport := self._keeping_up()) is not None
+        ):
+            transport.write(frame)
             self._metrics.sent += 1
             return
         if coalescible and queue is not None and len(queue) >= COALESCE_AT:
@@ -133,14 +138,17 @@ class Outbox:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    def _keeps_up(self) -> bool:
+    def _keeping_up(self) -> asyncio.Transport | None:
+        """The socket's transport when frames may be written to it directly, else None."""
         transport = self._transport
-        return (
+        if (
             transport is not None
             and not transport.is_closing()
             and not self._ws.closed
             and transport.get_write_buffer_size() <= DIRECT_WRITE_LIMIT
-        )
+        ):
+            return transport
+        return None
 
     def _append(self, item: tuple[str, bool]) -> None:
         if self._queue is None:

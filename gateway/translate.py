@@ -51,8 +51,8 @@ def loads(body: bytes | str) -> Any:
         value = json.loads(body, parse_constant=_reject_constant)
     except RecursionError:
         raise InvalidJSON("it is nested too deeply") from None
-    escape = b"\\u" if isinstance(body, bytes) else "\\u"
-    if escape in body or not body.isascii():  # else no surrogate can be in it
+    escaped = b"\\u" in body if isinstance(body, bytes) else "\\u" in body
+    if escaped or not body.isascii():  # else no surrogate can be in it
         for item, _ in _nodes(value):
             if isinstance(item, str) and _SURROGATE.search(item):
                 raise InvalidJSON("a string holds an unpaired surrogate")

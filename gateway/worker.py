@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 # RunPod's job ids are UUIDs, some with a suffix ("-u1") or prefix ("sync-"); the simulated
 # worker's are "sim-<hex>". Nothing else is accepted as a worker's id, so an id can never
@@ -12,7 +12,7 @@ from typing import Any, Protocol
 EXTERNAL_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
-def is_external_id(value: object) -> bool:
+def is_external_id(value: object) -> TypeGuard[str]:
     """True for a plain worker job id (`EXTERNAL_ID`)."""
     return isinstance(value, str) and EXTERNAL_ID.fullmatch(value) is not None
 
