@@ -18,9 +18,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import replace
 
-from gateway.config import ConfigError as GatewayConfigError
 from gateway.config import GatewayConfig
-from gateway.reconcile import ConfigError as ReconcileConfigError
 from gateway.reconcile import ReconcileConfig
 from gateway.reconcile import run_until as reconcile_until
 from gateway.server import Gateway
@@ -44,7 +42,8 @@ async def run(environ: Mapping[str, str], stop: asyncio.Event | None = None) -> 
         # The gateway's target is filled in once the service has bound its port.
         GatewayConfig.from_env(env)
         reconcile_config = ReconcileConfig.from_env(env)
-    except (ConfigError, GatewayConfigError, ReconcileConfigError) as exc:
+    # The gateway's and the reconciler's configurations raise jobstate.config's ConfigError too.
+    except ConfigError as exc:
         print(f"jobstate dev: {exc}", file=sys.stderr)
         return 2
     try:
