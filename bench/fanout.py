@@ -78,10 +78,13 @@ def run_relay(port: int) -> None:
             await ws.send_str(body)
         return web.json_response({"ok": True})
 
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
     app = web.Application()
     app.router.add_get("/ws/{job}", ws_handler)
     app.router.add_post("/do/{job}", post_handler)
-    app.router.add_get("/healthz", lambda _: web.json_response({"ok": True}))
+    app.router.add_get("/healthz", healthz)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
@@ -167,7 +170,7 @@ async def pump(ws: aiohttp.ClientWebSocketResponse, receiver: Receiver) -> None:
 async def open_sockets(
     http: aiohttp.ClientSession, urls: Sequence[str], receiver: Receiver | None
 ) -> list[tuple[aiohttp.ClientWebSocketResponse, asyncio.Task[None] | None]]:
-    opened = []
+    opened: list[tuple[aiohttp.ClientWebSocketResponse, asyncio.Task[None] | None]] = []
     for chunk_start in range(0, len(urls), 200):
         chunk = urls[chunk_start : chunk_start + 200]
         sockets = await asyncio.gather(*(http.ws_connect(url) for url in chunk))
@@ -178,7 +181,9 @@ async def open_sockets(
     return opened
 
 
-async def close_sockets(opened: list) -> None:
+async def close_sockets(
+    opened: list[tuple[aiohttp.ClientWebSocketResponse, asyncio.Task[None] | None]],
+) -> None:
     await asyncio.gather(*(ws.close() for ws, _ in opened), return_exceptions=True)
     await asyncio.gather(*(t for _, t in opened if t is not None), return_exceptions=True)
 

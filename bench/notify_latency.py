@@ -36,7 +36,7 @@ from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 class Watcher:
     """A WatchJob stream that records when each version arrived."""
 
-    def __init__(self, stub: pb_grpc.JobStateServiceStub, job_id: str) -> None:
+    def __init__(self, stub: pb_grpc.JobStateServiceAsyncStub, job_id: str) -> None:
         self.arrived: dict[int, float] = {}
         self._waiters: dict[int, asyncio.Future[None]] = {}
         self._call = stub.WatchJob(pb.WatchJobRequest(job_id=job_id))
@@ -65,7 +65,7 @@ class Watcher:
 
 
 async def background(
-    stubs: list[pb_grpc.JobStateServiceStub], callers: int, stop_at: asyncio.Event
+    stubs: list[pb_grpc.JobStateServiceAsyncStub], callers: int, stop_at: asyncio.Event
 ) -> int:
     """`callers` writers on their own jobs, alternating replicas, until `stop_at` is set."""
     run = uuid.uuid4().hex[:6]
@@ -154,7 +154,7 @@ async def main() -> None:
     admin_url = os.environ.get("JOBSTATE_TEST_POSTGRES_URL", "")
     if not admin_url:
         sys.exit("notify_latency: JOBSTATE_TEST_POSTGRES_URL is not set")
-    rounds = []
+    rounds: list[tuple[list[float], list[float], float]] = []
     for round_ in range(args.rounds):
         cross, same, load_rps = await one_round(admin_url, args.events, args.load)
         rounds.append((cross, same, load_rps))
@@ -163,9 +163,12 @@ async def main() -> None:
         if args.load:
             print(f"         background load {load_rps:.0f} RPC/s")
     print(f"\nmedians of {args.rounds} rounds, {args.events} events each, load={args.load}:")
-    for label, index in (("cross-replica (2 -> 1)", 0), ("same replica (2 -> 2)", 1)):
-        p50 = median([percentile(r[index], 0.5) * 1000 for r in rounds])
-        p99 = median([percentile(r[index], 0.99) * 1000 for r in rounds])
+    for label, samples in (
+        ("cross-replica (2 -> 1)", [cross for cross, _, _ in rounds]),
+        ("same replica (2 -> 2)", [same for _, same, _ in rounds]),
+    ):
+        p50 = median([percentile(s, 0.5) * 1000 for s in samples])
+        p99 = median([percentile(s, 0.99) * 1000 for s in samples])
         print(f"{label:<28} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms")
     if args.load:
         print(f"background load               {median([r[2] for r in rounds]):7.0f} RPC/s")

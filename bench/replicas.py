@@ -58,16 +58,14 @@ async def run(admin_url: str, replicas: int, by_job: bool, args: argparse.Namesp
                     for t in targets
                 )
             )
-            result = Result(
-                sum(p.rps for p in parts),
-                median([p.p50_ms for p in parts]),
-                max(p.p99_ms for p in parts),
-            )
+            rps = sum(p.rps for p in parts)
+            p50_ms, p99_ms = median([p.p50_ms for p in parts]), max(p.p99_ms for p in parts)
         else:
             result = await drive(targets, args.seconds, args.callers, args.jobs)
+            rps, p50_ms, p99_ms = result.rps, result.p50_ms, result.p99_ms
         wall = loop.time() - began
         cpu = [(cpu_seconds(p.pid) - b) / wall for p, b in zip(processes, before, strict=True)]
-        return Row(result.rps, result.p50_ms, result.p99_ms, cpu)
+        return Row(rps, p50_ms, p99_ms, cpu)
     finally:
         for process in processes:
             stop(process)
@@ -97,12 +95,12 @@ async def main() -> None:
             )
     print(f"\nmedians of {args.rounds} rounds, {args.callers} callers over {args.jobs} jobs:")
     for label, results in rows.items():
-        cpu = median([sum(r.cpu) for r in results])
+        cores = median([sum(r.cpu) for r in results])
         print(
             f"{label:<12} {median([r.rps for r in results]):7.0f} RPC/s"
             f"  p50 {median([r.p50_ms for r in results]):7.1f} ms"
             f"  p99 {median([r.p99_ms for r in results]):7.1f} ms"
-            f"  replica CPU {cpu:.2f} cores in all"
+            f"  replica CPU {cores:.2f} cores in all"
         )
 
 
