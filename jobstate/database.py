@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -25,7 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from jobstate.errors import Unavailable
 
 T = TypeVar("T")
-Work = Callable[..., T]
+P = ParamSpec("P")
+# A store function: runs on a Connection inside a transaction, with the arguments given.
+Work = Callable[Concatenate[Connection, P], T]
 
 # Errors that mean "the store could not do it now", as opposed to a bug.
 _STORE_ERRORS = (SQLAlchemyError, OSError, ConnectionError, asyncio.TimeoutError)
@@ -36,10 +38,10 @@ class Database:
     # Whether other processes write the same database (a job read earlier may be stale).
     shared: bool
 
-    async def write(self, fn: Work[T], *args: Any) -> T:
+    async def write(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         raise NotImplementedError
 
-    async def read(self, fn: Work[T], *args: Any) -> T:
+    async def read(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -108,23 +110,30 @@ class SqliteDatabase(Database):
 
         return engine
 
-    async def _run(self, pool: ThreadPoolExecutor, engine: Engine, fn: Work[T], *args: Any) -> T:
+    async def _run(
+        self,
+        pool: ThreadPoolExecutor,
+        engine: Engine,
+        fn: Work[P, T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
         def work() -> T:
             with engine.begin() as conn:
-                return fn(conn, *args)
+                return fn(conn, *args, **kwargs)
 
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, work)
         except _STORE_ERRORS as exc:
             raise _unavailable(exc) from None
 
-    async def write(self, fn: Work[T], *args: Any) -> T:
+    async def write(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         def work() -> T:
             if self._writer_conn is None:
                 self._writer_conn = self._writer.connect()
             try:
                 with self._writer_conn.begin():
-                    return fn(self._writer_conn, *args)
+                    return fn(self._writer_conn, *args, **kwargs)
             except BaseException:
                 # After a failure the connection may be unusable (a full disk, a dropped
                 # file): the next transaction starts on a fresh one.
@@ -142,8 +151,8 @@ class SqliteDatabase(Database):
             with contextlib.suppress(SQLAlchemyError):
                 conn.close()
 
-    async def read(self, fn: Work[T], *args: Any) -> T:
-        return await self._run(self._read_threads, self._reader, fn, *args)
+    async def read(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(self._read_threads, self._reader, fn, *args, **kwargs)
 
     async def close(self) -> None:
         with contextlib.suppress(RuntimeError):  # already shut down
@@ -169,17 +178,17 @@ class AsyncDatabase(Database):
             connect_args={"timeout": 5, "command_timeout": 10},
         )
 
-    async def write(self, fn: Work[T], *args: Any) -> T:
+    async def write(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             async with self.engine.begin() as conn:
-                return await conn.run_sync(fn, *args)
+                return await conn.run_sync(fn, *args, **kwargs)
         except _STORE_ERRORS as exc:
             raise _unavailable(exc) from None
 
-    async def read(self, fn: Work[T], *args: Any) -> T:
+    async def read(self, fn: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             async with self.engine.connect() as conn:
-                return await conn.run_sync(fn, *args)
+                return await conn.run_sync(fn, *args, **kwargs)
         except _STORE_ERRORS as exc:
             raise _unavailable(exc) from None
 
