@@ -7,9 +7,12 @@ thread. The boto3 client is made on first use, so a gateway that never presigns 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gateway.disposition import attachment
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client  # boto3-stubs[s3], a dev dependency: types only
 
 
 class R2Storage:
@@ -27,9 +30,9 @@ class R2Storage:
         self._endpoint_url = endpoint_url
         self._access_key_id = access_key_id
         self._secret_access_key = secret_access_key
-        self._s3: Any = None
+        self._s3: S3Client | None = None
 
-    def _client(self) -> Any:
+    def _client(self) -> S3Client:
         if self._s3 is None:
             import boto3
             from botocore.config import Config
