@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -59,9 +59,8 @@ class JobStateClient:
                 except StopAsyncIteration:
                     return
         finally:
-            close = getattr(iterator, "aclose", None)
-            if close is not None:
-                self._run(close())
+            if isinstance(iterator, AsyncGenerator):
+                self._run(iterator.aclose())
 
     def __enter__(self) -> Self:
         return self
