@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.servers import free_port, sqlite_url
+from support.ports import free_port
+from support.servers import sqlite_url
 
 WAIT = 60.0
 

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support.servers import ServeProcess, service, sqlite_url
+from support.processes import ServeProcess
+from support.servers import service, sqlite_url
 
 from jobstate.client import (
     AlreadyExists,
@@ -168,7 +169,7 @@ async def test_watch_of_a_missing_job_raises_not_found(client: JobStateClient) -
 async def test_watch_resumes_across_a_restart_without_repeats(tmp_path: Path) -> None:
     """kill -9 and a clean SIGTERM of `jobstate serve` while a watch is open: the watch
     re-opens by itself from the last version and yields every version exactly once."""
-    proc = ServeProcess(sqlite_url(tmp_path))
+    proc = ServeProcess(database_url=sqlite_url(tmp_path))
     await proc.start()
     events: list[JobEvent] = []
     try:

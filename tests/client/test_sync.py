@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.servers import REPO, free_port, sqlite_url
+from support.ports import free_port
+from support.processes import REPO
+from support.servers import sqlite_url
 
 from jobstate.client import EventType, FailedPrecondition, NotFound, Status
 from jobstate.client.sync import JobStateClient

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from support.fakerunpod import FakeRunPod
-from support.poll import until
+from support.poll import eventually
 
 from gateway.metrics import Metrics
 from gateway.reconcile import Reconciler
@@ -386,7 +386,7 @@ async def test_the_loop_survives_a_failed_round_and_stops_when_told(
         async def completed() -> bool:
             return (await client.get_job(job.job_id)).status == Status.COMPLETE
 
-        await until(completed, what="a later round to complete the job")
+        await eventually(completed, what="a later round to complete the job")
         stop.set()
         await asyncio.wait_for(loop, 10)
     finally:
