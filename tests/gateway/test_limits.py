@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gwstack import Stack, eventually
+from gwstack import Stack
+from support.poll import eventually
 
 from gateway.config import ConfigError, GatewayConfig
 from gateway.limits import CLOSE_TOO_MANY
@@ -156,12 +157,12 @@ async def test_sockets_per_user_beyond_the_cap_close_4429(make_stack) -> None:
     async def released() -> bool:
         return svc.slots.per_user.get("u1") == 1
 
-    await eventually(released)
+    await eventually(released, "u1's first socket slot to be released")
     again = await stack.socket(first)
     assert (await again.next())["type"] == "status"
     for ws in (open_[1], again):
         await ws.close()
-    await eventually(lambda: _empty(svc.slots))
+    await eventually(lambda: _empty(svc.slots), "every socket slot to be released")
 
 
 async def test_sockets_per_job_beyond_the_cap_close_4429(make_stack) -> None:

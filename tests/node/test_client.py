@@ -8,7 +8,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from browser.system import FakeRunPod, System
+from browser.system import System
+from support.fakerunpod import FakeRunPod
 
 from node.noderun import NODE, has_global_websocket_flag
 

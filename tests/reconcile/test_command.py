@@ -68,7 +68,7 @@ async def test_reconcile_command_settles_quiet_jobs_then_exits_on_sigterm(
     assert proc.returncode == 0, stderr.decode()
     assert f"exports/{job.job_id}/x.mp4".encode() in stderr  # the outcome is logged
     assert TOKEN.encode() not in stderr and b"rp-key" not in stderr
-    assert ("GET", "/status/rp-9", "Bearer rp-key") in fake_runpod.requests
+    assert ("GET", "/status/rp-9", "Bearer rp-key") in fake_runpod.calls()
 
 
 async def reconcile_outcome(**env: str) -> tuple[int | None, str]:

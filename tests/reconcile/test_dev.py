@@ -10,7 +10,6 @@ from pathlib import Path
 
 import grpc
 from support.poll import eventually
-from support.ports import free_port
 from support.processes import REPO
 
 from gateway.verdicts import NEVER_SUBMITTED
@@ -23,7 +22,7 @@ async def test_dev_reconciles_a_job_that_was_never_submitted(tmp_path: Path) -> 
     env.pop("ENVIRONMENT", None)
     env.update(
         JOBSTATE_LISTEN="127.0.0.1:0",
-        GATEWAY_LISTEN=f"127.0.0.1:{free_port()}",
+        GATEWAY_LISTEN="127.0.0.1:0",
         JOBSTATE_STALE_AFTER="0.05",
         JOBSTATE_RECONCILE_INTERVAL="0.1",
         PYTHONPATH=str(REPO),

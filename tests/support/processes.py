@@ -1,10 +1,10 @@
 """`jobstate serve` and `jobstate gateway` as child processes: the one way tests start them.
 
-A process binds port 0 unless told a port, and the port is read back from its "listening on"
-log line, so two tests never race for a port. A restart on the port it had (clients name it)
-waits until the port is free and starts again if another socket took it meanwhile. `start()`
-then waits until the process is healthy (gRPC health SERVING, or the gateway's /healthz 200);
-a process that exits or stays unhealthy fails the test with the tail of its output.
+`start()` picks a port below the ephemeral range (`support.ports.server_port`), or keeps
+the one it had on a restart (clients name it), starts the process again if another socket
+took the port meanwhile, reads the port back from the process's "listening on" log line and
+waits until it is healthy (gRPC health SERVING, or the gateway's /healthz 200). A process
+that exits or stays unhealthy fails the test with the tail of its output.
 
 Output (stdout and stderr, in order) is read by a thread into `output` and, with `log_path`,
 appended to that file: no pipe fills up whether or not an event loop runs, so the same helper
@@ -17,7 +17,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from support.poll import eventually
+from support.ports import bindable, server_port
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAM = (sys.executable, "-m", "jobstate_cli")
@@ -110,14 +110,19 @@ class ChildProcess:
         self._reader.start()
 
     async def start(self, within: float = START_WAIT) -> None:
-        """Launch, read the bound port back and wait until healthy; on a restart on a port
-        another socket holds meanwhile, wait for it and try again until `within` runs out."""
+        """Launch, wait until it listens and is healthy. The first start takes a port of its
+        own (`server_port()`: another one if that is taken by the time the process binds
+        it); a restart keeps its port (clients name it), waiting until whatever took it
+        meanwhile lets go. AssertionError with the process's output after `within` s."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
+        first = self.listen and not self.port
         while True:
-            if self.port:
+            if first:
+                self.port = server_port(self.host)
+            elif self.listen:
                 await eventually(
-                    lambda: _bindable(self.host, self.port),
+                    lambda: bindable(self.host, self.port),
                     f"{self.host}:{self.port} to be free for jobstate {self.name}",
                     within=max(deadline - loop.time(), 0.1),
                 )
@@ -126,7 +131,7 @@ class ChildProcess:
                 await self.wait_listening(within=max(deadline - loop.time(), 0.1))
                 break
             except AssertionError:
-                if not (self.port and self._lost_the_port() and loop.time() < deadline):
+                if not (self._lost_the_port() and loop.time() < deadline):
                     raise
         try:
             await self._wait_healthy(max(deadline - loop.time(), 0.1))
@@ -275,17 +280,6 @@ class GatewayProcess(ChildProcess):
                     return False
 
             await eventually(healthy, f"{self.url}/healthz to answer 200", within=within)
-
-
-def _bindable(host: str, port: int) -> bool:
-    """Whether a listening socket could bind host:port now (as the servers bind it)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def _pump(source: IO[bytes], lines: list[str], log: IO[bytes] | None) -> None:
