@@ -14,7 +14,7 @@ from gwstack import Stack
 from support.poll import eventually
 
 from gateway.config import ConfigError, GatewayConfig
-from gateway.limits import CLOSE_TOO_MANY
+from gateway.limits import CLOSE_TOO_MANY, SocketSlots
 
 SECRETS = {
     "JOBSTATE_JWT_SECRET": "j" * 40,
@@ -221,3 +221,24 @@ def test_variables_set_the_limits() -> None:
 def test_bad_limits_name_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         GatewayConfig.from_env({**SECRETS, variable: value})
+
+
+def test_socket_slots_count_per_user_and_per_job_and_forget_at_zero() -> None:
+    slots = SocketSlots(max_per_user=2, max_per_job=2)
+    log = [
+        slots.acquire("u1", "a"),
+        slots.acquire("u2", "a"),
+        slots.acquire("u2", "a"),  # the job is full
+        slots.acquire("u1", "b"),
+        slots.acquire("u1", "c"),  # the user is full
+    ]
+    assert log == [
+        None,
+        None,
+        "too many sockets for this job (limit 2)",
+        None,
+        "too many sockets for this user (limit 2)",
+    ]
+    for user, job in (("u1", "a"), ("u2", "a"), ("u1", "b")):
+        slots.release(user, job)
+    assert (dict(slots.per_user), dict(slots.per_job)) == ({}, {})
