@@ -241,7 +241,10 @@ class ServeProcess(ChildProcess):
                 if self.returncode is not None:
                     raise AssertionError(self.failure(f"exited with {self.returncode}"))
                 try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    # types-grpcio-health-checking declares HealthStub without its methods.
+                    reply = await health.Check(  # type: ignore[attr-defined]
+                        health_pb2.HealthCheckRequest(), timeout=1
+                    )
                 except grpc.aio.AioRpcError:
                     return False
                 return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

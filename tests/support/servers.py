@@ -32,11 +32,11 @@ async def service(directory: Path, **config: Any) -> AsyncIterator[RunningServer
         await running.stop(grace=1)
 
 
-def stub(channel: grpc.aio.Channel) -> pb_grpc.JobStateServiceStub:
+def stub(channel: grpc.aio.Channel) -> pb_grpc.JobStateServiceAsyncStub:
     return pb_grpc.JobStateServiceStub(channel)
 
 
-async def create_job(client: pb_grpc.JobStateServiceStub, job_id: str, **kw: Any) -> pb.Job:
+async def create_job(client: pb_grpc.JobStateServiceAsyncStub, job_id: str, **kw: Any) -> pb.Job:
     kw.setdefault("user_id", "u1")
     kw.setdefault("kind", "overlay")
     reply = await client.CreateJob(pb.CreateJobRequest(job_id=job_id, **kw), timeout=10)
@@ -44,7 +44,7 @@ async def create_job(client: pb_grpc.JobStateServiceStub, job_id: str, **kw: Any
 
 
 async def history(
-    client: pb_grpc.JobStateServiceStub, job_id: str, after: int, **call_kw: Any
+    client: pb_grpc.JobStateServiceAsyncStub, job_id: str, after: int, **call_kw: Any
 ) -> list[pb.WatchJobResponse]:
     """Everything a WatchJob from `after` sends until the stream ends (the job must be finished
     or the caller must pass a timeout)."""
