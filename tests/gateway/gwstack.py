@@ -19,13 +19,13 @@ import aiohttp
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+from support import servers
 from support.fakerunpod import FakeRunPod
 
 from gateway.auth import CallbackAuth, UserAuth
 from gateway.config import GatewayConfig
 from gateway.server import Gateway
-from jobstate.config import ServiceConfig
-from jobstate.server import RunningServer, start_server
+from jobstate.server import RunningServer
 
 JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256"
 CALLBACK_SECRET = "test-callback-secret-that-is-long-enough"
@@ -40,14 +40,8 @@ WAIT = 10.0
 
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    config = ServiceConfig(
-        listen="127.0.0.1:0",
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/jobstate.db",
-        environment="development",
-    )
-    running = await start_server(config)
-    yield running
-    await running.stop(grace=1)
+    async with servers.service(tmp_path) as running:
+        yield running
 
 
 # --- S3 (moto server mode) -----------------------------------------------------------------
