@@ -56,7 +56,8 @@ def child_env(env: Mapping[str, str | None]) -> dict[str, str]:
 @dataclass(kw_only=True)
 class ChildProcess:
     """A `jobstate` command as a child process; subclasses say which command and when it is
-    up. `output` holds its output lines (stdout and stderr) once it has exited."""
+    up. `output` holds the lines (stdout and stderr) of the latest launch as they come, all of
+    them once `wait()` returned."""
 
     env: Mapping[str, str | None] = field(default_factory=dict)
     args: tuple[str, ...] = ()
