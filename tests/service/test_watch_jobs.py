@@ -31,7 +31,7 @@ class Stream:
         self,
         stub: Stub,
         user_id: str = "u1",
-        statuses: Iterable[int] = (),
+        statuses: Iterable[pb.JobStatus.ValueType] = (),
         after: Mapping[str, int] | None = None,
         paths: Iterable[str] = (),
     ) -> None:
@@ -80,7 +80,8 @@ class Stream:
 
 async def progress(stub: Stub, job_id: str, value: float) -> pb.Job:
     request = pb.ReportProgressRequest(job_id=job_id, progress=value)
-    return (await stub.ReportProgress(request)).job
+    reply: pb.ReportProgressResponse = await stub.ReportProgress(request)
+    return reply.job
 
 
 async def test_initial_state_then_marker_then_live_events_of_every_job_of_the_user(
