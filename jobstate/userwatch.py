@@ -102,7 +102,8 @@ class UserWatch:
             self._last[job_id] = last
         for event in events:
             self._last[event.job_id] = event.version
-        return events, InitialStateComplete(bool(next_page), tuple(unknown))
+        # Sorted: a protobuf map has no order to keep.
+        return events, InitialStateComplete(bool(next_page), tuple(sorted(unknown)))
 
     async def _drain(self, sub: UserSubscription, job_id: str, out: list[JobEvent]) -> None:
         """Move what the job has to send into `out`."""

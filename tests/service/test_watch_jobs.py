@@ -31,7 +31,7 @@ class Stream:
         self,
         stub: Stub,
         user_id: str = "u1",
-        statuses: Iterable[pb.JobStatus.ValueType] = (),
+        statuses: Iterable[pb.JobStatus] = (),
         after: Mapping[str, int] | None = None,
         paths: Iterable[str] = (),
     ) -> None:
@@ -130,7 +130,7 @@ async def test_after_versions_resume_without_gap_or_repeat_and_name_unknown_jobs
 
     after = {"resumed": 2, "finished": 1, "theirs": 1, "missing": 3}
     stream = Stream(stub, after=after)
-    await stream.until(("initial", False, ["theirs", "missing"]))
+    await stream.until(("initial", False, ["missing", "theirs"]))
     # A resumed job is replayed after its version (finished or not); nothing of the others.
     assert sorted(stream.log[:-1]) == [
         ("event", "finished", "ERROR", 2),
