@@ -63,6 +63,9 @@ class UserWatch:
         hub = self._service.hub
         sub = hub.attach_user(self._user_id)
         try:
+            await hub.relayed()
+            if sub.closed:
+                return
             events, marker = await self._initial()
             for start in range(0, len(events), limit):
                 chunk = events[start : start + limit]
