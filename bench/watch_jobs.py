@@ -132,16 +132,21 @@ async def one_run(kind: str, args: argparse.Namespace) -> tuple[float, float, in
 
 
 async def harness(args: argparse.Namespace) -> None:
-    p99s: dict[str, list[float]] = {"WatchJobs": [], "WatchJob": []}
+    runs: dict[str, list[tuple[float, float]]] = {"WatchJobs": [], "WatchJob": []}
     print(f"{args.jobs} jobs of one user, {args.rate:g} progress/s for {args.seconds:g} s")
     for run in range(args.runs):
-        for kind in p99s:
+        for kind, measured in runs.items():
             p50, p99, delivered = await one_run(kind, args)
-            p99s[kind].append(p99)
+            measured.append((p50, p99))
             print(f"run {run + 1} {kind:9}: {delivered} events, p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-    watch_jobs, watch_job = (statistics.median(p99s[k]) for k in ("WatchJobs", "WatchJob"))
-    print(f"median p99: WatchJobs (1 stream) {watch_jobs:.2f} ms, WatchJob ({args.jobs} streams) "
-          f"{watch_job:.2f} ms, ratio = {watch_jobs / watch_job:.2f}")  # fmt: skip
+    medians = {
+        kind: tuple(statistics.median(values) for values in zip(*measured, strict=True))
+        for kind, measured in runs.items()
+    }
+    for kind, (p50, p99) in medians.items():
+        print(f"median {kind:9}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    ratio = medians["WatchJobs"][1] / medians["WatchJob"][1]
+    print(f"ratio = WatchJobs p99 / WatchJob p99 = {ratio:.2f}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
