@@ -9,7 +9,8 @@ import re
 import sys
 from pathlib import Path
 
-from support.servers import REPO, service
+from support.processes import REPO
+from support.servers import service
 
 SECTION = "## Using jobstate from Python"
 
