@@ -231,7 +231,10 @@ async def test_the_initial_state_is_capped_and_says_so(
             f"after_versions has {MAX_AFTER_VERSIONS + 1} entries; the limit is "
             f"{MAX_AFTER_VERSIONS}",
         ),
-        ({"after_versions": {"bad id": 1}}, "job_id must match [A-Za-z0-9_-]{1,128}"),
+        (
+            {"after_versions": {"bad id": 1}},
+            "after_versions: job_id must match [A-Za-z0-9_-]{1,128}",
+        ),
         ({"read_mask": FieldMask(paths=["nope"])}, "read_mask names fields Job does not have"),
         ({"statuses": [42]}, "statuses contains an unknown status 42"),
     ],
