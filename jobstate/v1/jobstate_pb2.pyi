@@ -1012,3 +1012,137 @@ class WatchJobResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchJobResponse: _TypeAlias = WatchJobResponse  # noqa: Y015
+
+@_typing.final
+class WatchJobsRequest(_message.Message):
+    """WatchJobsRequest names the user whose jobs to follow, and where a resumed watch stands."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AfterVersionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    AFTER_VERSIONS_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """Required: the owner whose jobs are followed."""
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___JobStatus.ValueType]:
+        """Only jobs in one of these statuses: the initial state holds the user's jobs in them, and a
+        live event is sent when the job's status after it is one of them or the job was already
+        sent on this stream (so its leaving the set, e.g. its terminal event, is seen). Empty: the
+        initial state holds unfinished jobs (PENDING, PROCESSING) and every live event is sent.
+        """
+
+    @_builtins.property
+    def after_versions(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Jobs to resume, job_id -> the last version seen (as WatchJobRequest.after_version): each
+        is in the initial state, whatever its status. A job that does not exist or is another
+        user's is named in InitialStateComplete.unknown_job_ids instead. At most 1,000 entries.
+        """
+
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask:
+        """The Job fields events carry (paths are Job field names; job_id, version and status are
+        always sent); unset means every field.
+        """
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        statuses: _abc.Iterable[Global___JobStatus.ValueType] | None = ...,
+        after_versions: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_versions", b"after_versions", "read_mask", b"read_mask", "statuses", b"statuses", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchJobsRequest: _TypeAlias = WatchJobsRequest  # noqa: Y015
+
+@_typing.final
+class WatchJobsResponse(_message.Message):
+    """WatchJobsResponse carries events and, once per stream, the end of the initial state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    INITIAL_STATE_COMPLETE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobEvent]:
+        """Events of the user's jobs; per job in strictly increasing version order."""
+
+    @_builtins.property
+    def initial_state_complete(self) -> Global___InitialStateComplete:
+        """Set in exactly one message of the stream, the one carrying the last event of the initial
+        state (or in a message of its own): every event before it, in this message or earlier,
+        belongs to the initial state, every later one is live.
+        """
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___JobEvent] | None = ...,
+        initial_state_complete: Global___InitialStateComplete | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["initial_state_complete", b"initial_state_complete"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "initial_state_complete", b"initial_state_complete"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchJobsResponse: _TypeAlias = WatchJobsResponse  # noqa: Y015
+
+@_typing.final
+class InitialStateComplete(_message.Message):
+    """InitialStateComplete ends the initial state of a WatchJobs stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    UNKNOWN_JOB_IDS_FIELD_NUMBER: _builtins.int
+    truncated: _builtins.bool
+    """More of the user's jobs matched than the initial state holds (it holds the newest
+    1,000); ListJobs pages through all of them.
+    """
+    @_builtins.property
+    def unknown_job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Jobs of after_versions that do not exist or are not the user's, sorted; they are not
+        followed.
+        """
+
+    def __init__(
+        self,
+        *,
+        truncated: _builtins.bool = ...,
+        unknown_job_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["truncated", b"truncated", "unknown_job_ids", b"unknown_job_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InitialStateComplete: _TypeAlias = InitialStateComplete  # noqa: Y015

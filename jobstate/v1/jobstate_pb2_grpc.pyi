@@ -83,6 +83,24 @@ class JobStateServiceStub:
     code WatchJob would have failed with (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED).
     The stream ends (OK) when the server shuts down: follow again with the last versions seen.
     """
+    WatchJobs: _grpc.UnaryStreamMultiCallable[_jobstate_pb2.WatchJobsRequest, _jobstate_pb2.WatchJobsResponse]
+    """WatchJobs follows every job of one user on one stream (list-then-watch). It first sends
+    the initial state: a SNAPSHOT of each of the user's jobs in WatchJobsRequest.statuses
+    (default PENDING and PROCESSING; the newest 1,000, see InitialStateComplete.truncated), and
+    for each job named in after_versions the replay after that version (as WatchJob's
+    after_version). Exactly one message then carries InitialStateComplete. After it, every
+    later event of any of the user's jobs (CREATED of new jobs included) as it commits, on
+    any replica. Per job WatchJob's rules hold: versions strictly increase, no duplicates, no
+    gaps but coalesced PROGRESS (a slow watcher may lose intermediate PROGRESS, never a status
+    change or terminal event). Events committed together may travel in one message. The
+    stream ends (OK) when the server shuts down, or when its replica may have missed other
+    replicas' commits (its PostgreSQL LISTEN connection was lost): watch again with
+    after_versions set to the last version seen of every job. INVALID_ARGUMENT: no or bad
+    user_id, a bad job id or more than 1,000 entries in after_versions, an unknown status or
+    read_mask path. RESOURCE_EXHAUSTED: the
+    server already serves as many watch streams as it may (JOBSTATE_MAX_WATCH_STREAMS, shared
+    with WatchJob and FollowJobs).
+    """
 
 @_typing.type_check_only
 class JobStateServiceAsyncStub(JobStateServiceStub):
@@ -136,6 +154,24 @@ class JobStateServiceAsyncStub(JobStateServiceStub):
     after the terminal event, on UnfollowJob, or when the job is followed again; otherwise the
     code WatchJob would have failed with (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED).
     The stream ends (OK) when the server shuts down: follow again with the last versions seen.
+    """
+    WatchJobs: _aio.UnaryStreamMultiCallable[_jobstate_pb2.WatchJobsRequest, _jobstate_pb2.WatchJobsResponse]  # type: ignore[assignment]
+    """WatchJobs follows every job of one user on one stream (list-then-watch). It first sends
+    the initial state: a SNAPSHOT of each of the user's jobs in WatchJobsRequest.statuses
+    (default PENDING and PROCESSING; the newest 1,000, see InitialStateComplete.truncated), and
+    for each job named in after_versions the replay after that version (as WatchJob's
+    after_version). Exactly one message then carries InitialStateComplete. After it, every
+    later event of any of the user's jobs (CREATED of new jobs included) as it commits, on
+    any replica. Per job WatchJob's rules hold: versions strictly increase, no duplicates, no
+    gaps but coalesced PROGRESS (a slow watcher may lose intermediate PROGRESS, never a status
+    change or terminal event). Events committed together may travel in one message. The
+    stream ends (OK) when the server shuts down, or when its replica may have missed other
+    replicas' commits (its PostgreSQL LISTEN connection was lost): watch again with
+    after_versions set to the last version seen of every job. INVALID_ARGUMENT: no or bad
+    user_id, a bad job id or more than 1,000 entries in after_versions, an unknown status or
+    read_mask path. RESOURCE_EXHAUSTED: the
+    server already serves as many watch streams as it may (JOBSTATE_MAX_WATCH_STREAMS, shared
+    with WatchJob and FollowJobs).
     """
 
 class JobStateServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -253,6 +289,30 @@ class JobStateServiceServicer(metaclass=_abc_1.ABCMeta):
         after the terminal event, on UnfollowJob, or when the job is followed again; otherwise the
         code WatchJob would have failed with (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED).
         The stream ends (OK) when the server shuts down: follow again with the last versions seen.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchJobs(
+        self,
+        request: _jobstate_pb2.WatchJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_jobstate_pb2.WatchJobsResponse], _abc.AsyncIterator[_jobstate_pb2.WatchJobsResponse]]:
+        """WatchJobs follows every job of one user on one stream (list-then-watch). It first sends
+        the initial state: a SNAPSHOT of each of the user's jobs in WatchJobsRequest.statuses
+        (default PENDING and PROCESSING; the newest 1,000, see InitialStateComplete.truncated), and
+        for each job named in after_versions the replay after that version (as WatchJob's
+        after_version). Exactly one message then carries InitialStateComplete. After it, every
+        later event of any of the user's jobs (CREATED of new jobs included) as it commits, on
+        any replica. Per job WatchJob's rules hold: versions strictly increase, no duplicates, no
+        gaps but coalesced PROGRESS (a slow watcher may lose intermediate PROGRESS, never a status
+        change or terminal event). Events committed together may travel in one message. The
+        stream ends (OK) when the server shuts down, or when its replica may have missed other
+        replicas' commits (its PostgreSQL LISTEN connection was lost): watch again with
+        after_versions set to the last version seen of every job. INVALID_ARGUMENT: no or bad
+        user_id, a bad job id or more than 1,000 entries in after_versions, an unknown status or
+        read_mask path. RESOURCE_EXHAUSTED: the
+        server already serves as many watch streams as it may (JOBSTATE_MAX_WATCH_STREAMS, shared
+        with WatchJob and FollowJobs).
         """
 
 def add_JobStateServiceServicer_to_server(servicer: JobStateServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
