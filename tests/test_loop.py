@@ -4,6 +4,7 @@ for every long-running command."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from support.servers import sqlite_url
+
+from jobstate.loop import run
 
 WAIT = 60.0
 
@@ -79,3 +82,17 @@ def test_an_unknown_loop_stops_the_command_with_one_line(tmp_path: Path, command
         2,
         [f"jobstate {command}: JOBSTATE_EVENT_LOOP must be one of uvloop, asyncio, got 'trio'"],
     )
+
+
+def test_run_collects_less_and_never_walks_start_up_objects_again() -> None:
+    async def collector_settings() -> tuple[tuple[int, int, int], int]:
+        return gc.get_threshold(), gc.get_freeze_count()
+
+    before = gc.get_threshold()
+    try:
+        threshold, frozen = run(collector_settings(), asyncio.new_event_loop)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    assert threshold[0] > before[0]
+    assert frozen > 0
