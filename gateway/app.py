@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import callbacks, devstorage, jobs, ws
+from gateway import callbacks, devstorage, jobs, mux, ws
 from gateway.auth import CallbackAuth, UserAuth
 from gateway.config import GatewayConfig
 from gateway.context import SERVICES, Services, services
@@ -162,6 +162,7 @@ def build_app(svc: Services) -> web.Application:
     app.router.add_get("/api/jobs/{job_id}", jobs.get_job)
     app.router.add_post("/api/jobs/{job_id}/cancel", jobs.cancel_job)
     app.router.add_get("/api/jobs/{job_id}/ws", ws.job_socket)
+    app.router.add_get("/api/ws", mux.mux_socket)
     app.router.add_post("/api/jobs/{job_id}/do", callbacks.callback)
     app.router.add_get("/api/storage/presigned-url", jobs.presigned_url)
     if svc.config.development:
