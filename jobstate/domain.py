@@ -99,6 +99,17 @@ class JobEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class InitialStateComplete:
+    """Ends the initial state of a watch of a user's jobs (WatchJobs): every event before it
+    was the state when the watch (re)opened, every later one is live. `truncated`: more jobs
+    matched than the initial state holds; `unknown_job_ids`: resumed jobs that do not exist or
+    are not the user's."""
+
+    truncated: bool
+    unknown_job_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Submit:
     external_id: str
 

@@ -1,9 +1,11 @@
 """Carries events committed by other replicas into this process's hub (PostgreSQL only).
 
-Every commit NOTIFYs `job_id:version` on one channel. This relay LISTENs on a dedicated
-asyncpg connection (outside the pool), and for jobs watched here reads the new events from
-the events table and publishes them; the hub drops versions it already has. After a
-(re)connect, notifications sent meanwhile are lost, so it catches up every watched job.
+Every commit NOTIFYs `job_id:version:user_id` on one channel. This relay LISTENs on a
+dedicated asyncpg connection (outside the pool), and for jobs watched here — by job, or by
+their user (WatchJobs) — reads the new events from the events table and publishes them; the
+hub drops versions it already has. After a (re)connect, notifications sent meanwhile are lost,
+so it catches up every watched job, and ends every user watch (its stream ends cleanly and the
+client resumes from what it has): which of a user's jobs changed meanwhile is unknown here.
 Anything but a lost connection or an unreachable store (say, an event a newer release wrote
 that this one cannot read) ends `run` with the error, for its supervisor to log and restart.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -38,7 +40,7 @@ class EventRelay:
         self._dsn = dsn
         self._store = store
         self._hub = hub
-        self._dirty: set[str] = set()
+        self._dirty: dict[str, int] = {}  # job → the version to read events after
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -67,6 +69,7 @@ class EventRelay:
         try:
             await conn.add_listener(notify.CHANNEL, self._on_notify)
             self._mark(self._hub.watched_jobs())  # catch up on what a reconnect missed
+            self._hub.end_user_watches()
             while True:
                 try:
                     await asyncio.wait_for(lost.wait(), _HEALTH_CHECK_INTERVAL)
@@ -80,12 +83,19 @@ class EventRelay:
                 await asyncio.wait_for(conn.close(), timeout=2)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        job_id, version = notify.decode(payload)
-        if self._hub.watched(job_id) and version > self._hub.latest(job_id):
-            self._mark([job_id])
+        job_id, version, user_id = notify.decode(payload)
+        latest = self._hub.latest(job_id)
+        if version <= latest:
+            return  # published already (this replica's own commits end here)
+        if self._hub.watched(job_id):
+            self._mark({job_id: latest})
+        # An older release's payload names no user: read the job if anyone watches a user.
+        elif self._hub.watches_user(user_id) if user_id else self._hub.watches_users:
+            self._mark({job_id: version - 1})
 
-    def _mark(self, job_ids: Iterable[str]) -> None:
-        self._dirty.update(job_ids)
+    def _mark(self, jobs: Mapping[str, int]) -> None:
+        for job_id, after in jobs.items():
+            self._dirty[job_id] = min(after, self._dirty.get(job_id, after))
         if self._dirty:
             self._wake.set()
 
@@ -93,15 +103,18 @@ class EventRelay:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            dirty, self._dirty = self._dirty, set()
-            for job_id in dirty:
-                if not self._hub.watched(job_id):
+            dirty, self._dirty = self._dirty, {}
+            for job_id, marked in dirty.items():
+                if not self._hub.watched(job_id) and not self._hub.watches_users:
                     continue
+                # Read from where the hub stands when it knows the job: what it lacks between
+                # there and the notified version is missing for its watchers too.
+                after = self._hub.latest(job_id) or marked
                 try:
-                    _, events = await self._store.get_with_events(job_id, self._hub.latest(job_id))
+                    _, events = await self._store.get_with_events(job_id, after)
                 except Unavailable as exc:
                     log.warning("relay cannot read %s: %s", job_id, exc.cause)
-                    self._mark([job_id])
+                    self._mark({job_id: after})
                     await asyncio.sleep(_RETRY_DELAY)  # the store is down: retry, not spin
                     continue
                 for event in events:

@@ -167,13 +167,16 @@ class JobService:
                 if event.job.status.terminal:
                     return
 
-    async def replay(self, job_id: str, after_version: int) -> tuple[list[JobEvent], int, bool]:
+    async def replay(
+        self, job_id: str, after_version: int, user_id: str = ""
+    ) -> tuple[list[JobEvent], int, bool]:
         """What a watcher from `after_version` is sent first: every event after it still in
         history, or a SNAPSHOT when that is 0 or history no longer reaches back; the version the
         watcher stands at before them; whether the job is finished. Subscribe first, so nothing
-        committed meanwhile is lost. NotFound."""
+        committed meanwhile is lost. NotFound, also when `user_id` is given and the job is
+        another user's (whose job it is stays unsaid)."""
         job, history = await self.store.get_with_events(job_id, after_version)
-        if job is None:
+        if job is None or (user_id and job.user_id != user_id):
             raise NotFound(f"job {job_id} not found")
         replay = list(history)
         contiguous = [e.version for e in history] == list(range(after_version + 1, job.version + 1))

@@ -11,8 +11,17 @@ from typing import Any, TypeVar
 import grpc
 
 from jobstate import errors
-from jobstate.domain import Cancel, Complete, Fail, Job, JobEvent, Progress, Submit
-from jobstate.follow import End, Follower
+from jobstate.domain import (
+    Cancel,
+    Complete,
+    Fail,
+    InitialStateComplete,
+    Job,
+    JobEvent,
+    Progress,
+    Submit,
+)
+from jobstate.follow import MAX_EVENTS, MAX_EVENTS_WITH_PARAMS, End, Follower
 from jobstate.service import JobService
 from jobstate.store import JobQuery
 from jobstate.translate import (
@@ -26,6 +35,7 @@ from jobstate.translate import (
     params_from_pb,
     statuses_from_pb,
 )
+from jobstate.userwatch import UserWatch
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 from jobstate.wire import MAX_BATCH_CHANGES
@@ -91,6 +101,29 @@ def _end(end: End) -> pb.FollowEnd:
         return pb.FollowEnd(job_id=end.job_id)
     code, message = status_for(end.error)
     return pb.FollowEnd(job_id=end.job_id, code=code.value[0], message=message)
+
+
+def _initial_state_complete(marker: InitialStateComplete) -> pb.InitialStateComplete:
+    return pb.InitialStateComplete(
+        truncated=marker.truncated, unknown_job_ids=marker.unknown_job_ids
+    )
+
+
+ALWAYS_SENT = frozenset({"job_id", "version", "status"})
+
+
+def _user_watch(service: JobService, request: pb.WatchJobsRequest) -> tuple[UserWatch, Fields]:
+    """The stream a WatchJobsRequest asks for and the Job fields its events carry (job_id,
+    version and status always: a client of many jobs tells events apart and finished jobs
+    by them). InvalidArgument."""
+    watch = UserWatch(
+        service,
+        request.user_id,
+        statuses_from_pb(request.statuses),
+        dict(request.after_versions),
+    )
+    fields = fields_from_mask(request.read_mask)
+    return watch, None if fields is None else fields | ALWAYS_SENT
 
 
 async def _read_follow_requests(
@@ -210,6 +243,41 @@ class JobStateServicer(pb_grpc.JobStateServiceServicer):
         try:
             async for item in self.service.watch(request.job_id, request.after_version):
                 yield event_to_pb(item)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            code, message = status_for(exc)
+        else:
+            return
+        finally:
+            self.watch_streams -= 1
+        await context.abort(code, message)
+
+    async def WatchJobs(
+        self, request: pb.WatchJobsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchJobsResponse]:
+        try:
+            watch, fields = _user_watch(self.service, request)
+        except errors.JobStateError as exc:
+            code, message = status_for(exc)
+            await context.abort(code, message)
+        if self.watch_streams >= self.max_watch_streams:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this server already serves {self.max_watch_streams} watch streams",
+            )
+        self.watch_streams += 1
+        limit = MAX_EVENTS_WITH_PARAMS if fields is None or "params" in fields else MAX_EVENTS
+        try:
+            async for batch in watch.batches(limit):
+                response = pb.WatchJobsResponse(
+                    events=[_job_event(event, fields) for event in batch.events]
+                )
+                if batch.initial_state_complete is not None:
+                    response.initial_state_complete.CopyFrom(
+                        _initial_state_complete(batch.initial_state_complete)
+                    )
+                yield response
         except grpc.aio.AbortError:
             raise
         except Exception as exc:

@@ -31,6 +31,10 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_BATCH_CHANGES = 1000  # changes in one ApplyChanges call
+# WatchJobs: the initial state holds at most this many of the user's matching jobs (the newest),
+# and a request resumes at most this many jobs (each is one read of its history).
+MAX_INITIAL_JOBS = 1000
+MAX_AFTER_VERSIONS = 1000
 
 
 def nesting_depth(value: Any) -> int:

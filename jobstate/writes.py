@@ -300,8 +300,8 @@ def write_batch(conn: Connection, writes: Sequence[Write]) -> list[Outcome]:
         outcomes_ = _update_all_postgres(conn, [writes[i] for i in updates])
         by_index.update(zip(updates, outcomes_, strict=True))
     outcomes = [by_index[i] for i in range(len(writes))]
-    events = [_event_values(o) for o in outcomes if isinstance(o, JobEvent)]
-    if events:
-        conn.execute(_INSERT_EVENTS, events)
-        notify.notify(conn, ((event["job_id"], event["version"]) for event in events))
+    committed = [o for o in outcomes if isinstance(o, JobEvent)]
+    if committed:
+        conn.execute(_INSERT_EVENTS, [_event_values(event) for event in committed])
+        notify.notify(conn, committed)
     return outcomes

@@ -7,7 +7,8 @@ client for code that is not async.
 
 from jobstate.client.core import CallObserver, JobStateClient, Page
 from jobstate.client.feed import Ended, FeedItem, JobFeed
-from jobstate.domain import EventType, Job, JobEvent, Status
+from jobstate.client.userfeed import UserFeedItem
+from jobstate.domain import EventType, InitialStateComplete, Job, JobEvent, Status
 from jobstate.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -29,6 +30,7 @@ __all__ = [
     "EventType",
     "FailedPrecondition",
     "FeedItem",
+    "InitialStateComplete",
     "Internal",
     "InvalidArgument",
     "Job",
@@ -42,4 +44,5 @@ __all__ = [
     "Status",
     "Unauthenticated",
     "Unavailable",
+    "UserFeedItem",
 ]

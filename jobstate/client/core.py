@@ -11,7 +11,15 @@ Every unary call has a deadline (`timeout`) and waits for a connection within it
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jobstate.client.channel import error_for, error_from_rpc, open_channel
 from jobstate.client.feed import JobFeed
+from jobstate.client.userfeed import UserFeedItem, watch_user_jobs
 from jobstate.client.watch import InterruptObserver, watch_job
 from jobstate.domain import (
     Cancel,
@@ -330,6 +339,45 @@ class JobStateClient:
         """
         return watch_job(
             self._stub, self._metadata, job_id, after_version, max_backoff, on_interrupt
+        )
+
+    def watch_jobs(
+        self,
+        user_id: str,
+        *,
+        statuses: Iterable[Status] = (),
+        after_versions: Mapping[str, int] | None = None,
+        read_mask: Collection[str] | None = None,
+        max_backoff: float = 2.0,
+        on_interrupt: InterruptObserver | None = None,
+    ) -> AsyncGenerator[UserFeedItem, None]:
+        """Every job of `user_id` (WatchJobs): first the initial state — a SNAPSHOT of each of
+        the user's unfinished jobs (with `statuses`: of those statuses; the newest 1,000) and
+        the events of each job in `after_versions` after the version given — then an
+        `InitialStateComplete`, then every later event of any of the user's jobs, new ones
+        included, as it commits. With `statuses`, a live event is yielded when the job's
+        status after it is one of them or the job was already yielded.
+
+        Per job, versions strictly increase and none is yielded twice; a slow reader may miss
+        intermediate PROGRESS but never a status change. It resumes by itself (as `watch`:
+        jittered back-off capped at `max_backoff`, `on_interrupt` told each time) with
+        `after_versions` set to the last version yielded of every unfinished job it has seen
+        (and the jobs it was given), and yields an `InitialStateComplete` again after each
+        re-opened stream's initial state; jobs named in its `unknown_job_ids` (not found, or
+        another user's) are not resumed. It never ends by itself: close it or leave the
+        `async for`. `InvalidArgument`, `Unauthenticated` and `ResourceExhausted` end it.
+        `read_mask`: the Job fields events carry (Job field names; job_id, version and status
+        always come), None for all.
+        """
+        return watch_user_jobs(
+            self._stub,
+            self._metadata,
+            user_id,
+            statuses,
+            after_versions or {},
+            read_mask,
+            max_backoff,
+            on_interrupt,
         )
 
     async def healthy(self, deadline: float = 2.0) -> bool:

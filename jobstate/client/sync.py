@@ -2,16 +2,16 @@
 
 `with JobStateClient(target) as client: client.report_progress(job_id, 50)` — the same
 methods, arguments, records and errors as `jobstate.client.JobStateClient`; iterators
-(`list_jobs`, `watch`) are plain generators. The async client runs on an event loop in a
-thread of its own, so this works from any thread, but not from inside a running event loop's
-thread (use the async client there).
+(`list_jobs`, `watch`, `watch_jobs`) are plain generators. The async client runs on an event
+loop in a thread of its own, so this works from any thread, but not from inside a running
+event loop's thread (use the async client there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Collection, Coroutine, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +19,7 @@ from typing import Any, Self, TypeVar
 
 from jobstate.client.core import JobStateClient as AsyncClient
 from jobstate.client.core import Page
+from jobstate.client.userfeed import UserFeedItem
 from jobstate.domain import Job, JobEvent, Status
 
 T = TypeVar("T")
@@ -163,6 +164,25 @@ class JobStateClient:
         self, job_id: str, after_version: int = 0, *, max_backoff: float = 2.0
     ) -> Iterator[JobEvent]:
         return self._iterate(self._client.watch(job_id, after_version, max_backoff=max_backoff))
+
+    def watch_jobs(
+        self,
+        user_id: str,
+        *,
+        statuses: Iterable[Status] = (),
+        after_versions: Mapping[str, int] | None = None,
+        read_mask: Collection[str] | None = None,
+        max_backoff: float = 2.0,
+    ) -> Iterator[UserFeedItem]:
+        return self._iterate(
+            self._client.watch_jobs(
+                user_id,
+                statuses=statuses,
+                after_versions=after_versions,
+                read_mask=read_mask,
+                max_backoff=max_backoff,
+            )
+        )
 
     def healthy(self, deadline: float = 2.0) -> bool:
         return self._run(self._client.healthy(deadline))

@@ -311,3 +311,38 @@ class WatchJobResponse(_message.Message):
     type: EventType
     job: Job
     def __init__(self, type: _Optional[_Union[EventType, str]] = ..., job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class WatchJobsRequest(_message.Message):
+    __slots__ = ("user_id", "statuses", "after_versions", "read_mask")
+    class AfterVersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    AFTER_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    READ_MASK_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    statuses: _containers.RepeatedScalarFieldContainer[JobStatus]
+    after_versions: _containers.ScalarMap[str, int]
+    read_mask: _field_mask_pb2.FieldMask
+    def __init__(self, user_id: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[JobStatus, str]]] = ..., after_versions: _Optional[_Mapping[str, int]] = ..., read_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class WatchJobsResponse(_message.Message):
+    __slots__ = ("events", "initial_state_complete")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_STATE_COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[JobEvent]
+    initial_state_complete: InitialStateComplete
+    def __init__(self, events: _Optional[_Iterable[_Union[JobEvent, _Mapping]]] = ..., initial_state_complete: _Optional[_Union[InitialStateComplete, _Mapping]] = ...) -> None: ...
+
+class InitialStateComplete(_message.Message):
+    __slots__ = ("truncated", "unknown_job_ids")
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    truncated: bool
+    unknown_job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, truncated: _Optional[bool] = ..., unknown_job_ids: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -91,6 +91,11 @@ class JobStateServiceStub:
                 request_serializer=jobstate_dot_v1_dot_jobstate__pb2.FollowJobsRequest.SerializeToString,
                 response_deserializer=jobstate_dot_v1_dot_jobstate__pb2.FollowJobsResponse.FromString,
                 _registered_method=True)
+        self.WatchJobs = channel.unary_stream(
+                '/jobstate.v1.JobStateService/WatchJobs',
+                request_serializer=jobstate_dot_v1_dot_jobstate__pb2.WatchJobsRequest.SerializeToString,
+                response_deserializer=jobstate_dot_v1_dot_jobstate__pb2.WatchJobsResponse.FromString,
+                _registered_method=True)
 
 
 class JobStateServiceServicer:
@@ -192,6 +197,26 @@ class JobStateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchJobs(self, request, context):
+        """WatchJobs follows every job of one user on one stream (list-then-watch). It first sends
+        the initial state: a SNAPSHOT of each of the user's jobs in WatchJobsRequest.statuses
+        (default PENDING and PROCESSING; the newest 1,000, see InitialStateComplete.truncated), and
+        for each job named in after_versions the replay after that version (as WatchJob's
+        after_version). Exactly one message then carries InitialStateComplete. After it, every
+        later event of any of the user's jobs (CREATED of new jobs included) as it commits, on
+        any replica. Per job WatchJob's rules hold: versions strictly increase, no duplicates, no
+        gaps but coalesced PROGRESS (a slow watcher may lose intermediate PROGRESS, never a status
+        change or terminal event). Events committed together may travel in one message. The
+        stream ends (OK) when the server shuts down: watch again with after_versions set to the
+        last version seen of every job. INVALID_ARGUMENT: no or bad user_id, a bad job id or more
+        than 1,000 entries in after_versions, an unknown read_mask path. RESOURCE_EXHAUSTED: the
+        server already serves as many watch streams as it may (JOBSTATE_MAX_WATCH_STREAMS, shared
+        with WatchJob and FollowJobs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobStateServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -249,6 +274,11 @@ def add_JobStateServiceServicer_to_server(servicer, server):
                     servicer.FollowJobs,
                     request_deserializer=jobstate_dot_v1_dot_jobstate__pb2.FollowJobsRequest.FromString,
                     response_serializer=jobstate_dot_v1_dot_jobstate__pb2.FollowJobsResponse.SerializeToString,
+            ),
+            'WatchJobs': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJobs,
+                    request_deserializer=jobstate_dot_v1_dot_jobstate__pb2.WatchJobsRequest.FromString,
+                    response_serializer=jobstate_dot_v1_dot_jobstate__pb2.WatchJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -550,6 +580,33 @@ class JobStateService:
             '/jobstate.v1.JobStateService/FollowJobs',
             jobstate_dot_v1_dot_jobstate__pb2.FollowJobsRequest.SerializeToString,
             jobstate_dot_v1_dot_jobstate__pb2.FollowJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jobstate.v1.JobStateService/WatchJobs',
+            jobstate_dot_v1_dot_jobstate__pb2.WatchJobsRequest.SerializeToString,
+            jobstate_dot_v1_dot_jobstate__pb2.WatchJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
