@@ -13,6 +13,7 @@ from gateway.limits import SocketSlots, StartLimits
 from gateway.metrics import Metrics
 from gateway.storage import Storage
 from gateway.submission import Submitter
+from gateway.userfeed import UserFeeds
 from gateway.watch import WatchHub
 from gateway.worker import Worker
 from jobstate.client import JobStateClient
@@ -26,6 +27,7 @@ class Services:
     users: UserAuth
     callbacks: CallbackAuth
     hub: WatchHub
+    feeds: UserFeeds
     storage: Storage
     worker: Worker
     starts: StartLimits

@@ -14,6 +14,11 @@ job's terminal event is the subscription's last message. Subscribing to a job al
 subscribed on this socket changes nothing but is acknowledged again; `unsubscribe` is always
 acknowledged, after whatever of that job was already queued.
 
+`{"type":"subscribe","jobs":"mine"}` subscribes the user's feed (`userfeed`): acknowledged,
+then one `jobs` message listing the user's jobs, then every event of any of them, new jobs
+included. A job followed both ways arrives twice, once per subscription (the browser client
+tells its handlers apart by version).
+
 Client messages are read one at a time, so a subscription's checks (one GetJob unless this
 gateway already follows the job) finish before the next message is looked at. A frame that is
 not a protocol message (not JSON, not an object, an unknown type, an ill-typed field, a binary
@@ -34,6 +39,7 @@ from gateway.errors import CLOSE_NOT_FOUND, report
 from gateway.limits import CLOSE_TOO_MANY
 from gateway.outbox import CLOSE_TIMEOUT, Outbox
 from gateway.translate import dumps
+from gateway.userfeed import FeedSubscriber
 from gateway.watch import Watcher
 from gateway.ws import CLOSE_BAD_REQUEST, open_socket, socket_user
 from jobstate.client import InvalidArgument, JobStateError
@@ -70,6 +76,7 @@ class MuxSocket:
         self.outbox = outbox
         self.user_id = user_id
         self.subscriptions: dict[str, Subscription] = {}
+        self.feed: FeedSubscriber | None = None
         self.closed = False
 
     def send(self, message: dict[str, object]) -> None:
@@ -83,8 +90,35 @@ class MuxSocket:
                 await self.subscribe(job_id, after)
             case muxproto.Unsubscribe(job_id):
                 self.unsubscribe(job_id)
-            case muxproto.SubscribeFeed() | muxproto.UnsubscribeFeed():
-                self.send(muxproto.feed_error(CLOSE_NOT_FOUND, "no feed on this gateway"))
+            case muxproto.SubscribeFeed():
+                self.subscribe_feed()
+            case muxproto.UnsubscribeFeed():
+                self.unsubscribe_feed()
+
+    def subscribe_feed(self) -> None:
+        if self.feed is None:
+            feed = FeedSubscriber(self.outbox, lambda: self._feed_ended(feed))
+            self.feed = feed
+            self.send(muxproto.feed_subscribed())
+            self.svc.feeds.join(self.user_id, feed)
+        else:
+            self.send(muxproto.feed_subscribed())
+
+    def unsubscribe_feed(self) -> None:
+        if self.feed is not None:
+            self.svc.feeds.leave(self.user_id, self.feed)
+            self.feed = None
+        self.send(muxproto.feed_unsubscribed())
+
+    def _feed_ended(self, feed: FeedSubscriber) -> None:
+        """The feed failed for good (its error was sent); a later subscribe starts anew."""
+
+        def drop() -> None:
+            if self.feed is feed:
+                self.svc.feeds.leave(self.user_id, feed)
+                self.feed = None
+
+        asyncio.get_running_loop().call_soon(drop)
 
     async def subscribe(self, job_id: str, after: int | None) -> None:
         if job_id in self.subscriptions:
@@ -146,6 +180,9 @@ class MuxSocket:
 
     def close(self) -> None:
         self.closed = True
+        if self.feed is not None:
+            self.svc.feeds.leave(self.user_id, self.feed)
+            self.feed = None
         for subscription in list(self.subscriptions.values()):
             subscription.done = True
             self._drop(subscription)

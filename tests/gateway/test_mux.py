@@ -330,3 +330,102 @@ async def test_shutdown_closes_1001_and_a_new_socket_resumes_with_after(make_sta
     assert versions(of(received, b)) == [3]
     await again.nothing_more(0.1)
     await again.close()
+
+
+async def test_the_feed_lists_the_users_jobs_then_every_event_new_jobs_included(
+    stack: Stack,
+) -> None:
+    old = await stack.start_job()
+    await stack.callback(old, {"status": "complete", "output_key": f"exports/{old}/o.mp4"})
+    running = await stack.start_job()
+    await stack.start_job("u2")  # someone else's: never in u1's feed
+    ws = await mux(stack)
+    await send(ws, {"type": "subscribe", "jobs": "mine"})
+    assert await ws.next() == {"type": "subscribed", "jobs": "mine"}
+    listing = await ws.next()
+    assert listing["type"] == "jobs"
+    assert [(j["job_id"], j["status"], j["version"]) for j in listing["jobs"]] == [
+        (running, "processing", 2),
+        (old, "complete", 3),
+    ]
+    await progress(stack, running, 10)
+    message = await ws.next()
+    assert (message["type"], message["job_id"], message["version"]) == ("progress", running, 3)
+    new = await stack.start_job()
+    created = await collect(ws, {new: 2})
+    assert [(m["type"], m["version"], m["status"]) for m in of(created, new)] == [
+        ("status", 1, "pending"),
+        ("status", 2, "processing"),
+    ]
+    await ws.nothing_more(0.1)
+    await send(ws, {"type": "unsubscribe", "jobs": "mine"})
+    assert await ws.next() == {"type": "unsubscribed", "jobs": "mine"}
+    await progress(stack, running, 20)
+    await ws.nothing_more(0.2)
+    await ws.close()
+
+
+async def test_one_upstream_feed_per_user_shared_by_sockets_and_it_ends_empty(
+    stack: Stack,
+) -> None:
+    feeds = stack.gateway.services.feeds
+    job_id = await stack.start_job()
+    sockets = [await mux(stack) for _ in range(3)]
+    for ws in sockets:
+        await send(ws, {"type": "subscribe", "jobs": "mine"})
+        assert (await ws.next())["type"] == "subscribed"
+        assert [j["job_id"] for j in (await ws.next())["jobs"]] == [job_id]
+    other = await mux(stack, "u2")
+    await send(other, {"type": "subscribe", "jobs": "mine"})
+    assert (await other.next())["type"] == "subscribed"
+    assert (await other.next())["jobs"] == []
+    assert len(feeds) == 2  # u1's three sockets share one stream
+    await progress(stack, job_id, 10)
+    for ws in sockets:
+        assert (await ws.next())["version"] == 3
+        await ws.close()
+    await other.nothing_more(0.1)
+    await other.close()
+
+    async def empty() -> bool:
+        return len(feeds) == 0
+
+    await eventually(empty)
+
+
+async def test_a_job_on_the_feed_and_subscribed_arrives_once_per_subscription(
+    stack: Stack,
+) -> None:
+    job_id = await stack.start_job()
+    ws = await mux(stack)
+    await send(ws, {"type": "subscribe", "jobs": "mine"})
+    await ws.next()
+    await ws.next()  # the list
+    await subscribe(ws, job_id)
+    assert (await ws.next())["type"] == "status"
+    await progress(stack, job_id, 10)
+    twice = [await ws.next(), await ws.next()]
+    assert twice[0] == twice[1] and twice[0]["version"] == 3
+    await ws.close()
+
+
+async def test_after_a_gateway_restart_the_feed_lists_what_happened_meanwhile(
+    make_stack,
+) -> None:
+    stack = await make_stack()
+    job_id = await stack.start_job()
+    ws = await mux(stack)
+    await send(ws, {"type": "subscribe", "jobs": "mine"})
+    await ws.next()
+    assert [j["version"] for j in (await ws.next())["jobs"]] == [2]
+    await stack.gateway.stop()
+    assert await ws.close_code() == 1001
+    restarted = await make_stack()
+    await progress(restarted, job_id, 40)
+    fresh = await restarted.start_job()
+    again = await mux(restarted)
+    await send(again, {"type": "subscribe", "jobs": "mine"})
+    await again.next()
+    listing = (await again.next())["jobs"]
+    assert [(j["job_id"], j["version"]) for j in listing] == [(fresh, 2), (job_id, 3)]
+    await again.close()
