@@ -621,7 +621,7 @@
     // ---- the feed of the user's jobs ----
 
     function makeFeed(handlers) {
-      var f = { done: false, known: {} }; // job id -> state
+      var f = { done: false, listed: false, known: {} }; // known: job id -> state
       f.call = function (name, arg) {
         var fn = handlers[name];
         if (typeof fn !== "function") return;
@@ -661,6 +661,7 @@
       }
       f.list = function (list) {
         if (f.done) return;
+        f.listed = true;
         list.forEach(function (job) {
           merge(job, "snapshot");
         });
@@ -674,7 +675,9 @@
         f.call("onJobs", all);
       };
       f.event = function (message) {
-        if (f.done) return;
+        // Before its first list, events from the page's job subscriptions are left to the
+        // list, which holds them: onJobs comes first.
+        if (f.done || !f.listed) return;
         var state = merge(message, message.type);
         if (state) f.call("onJob", state);
       };
@@ -926,10 +929,9 @@
             asks.push(
               get("/api/jobs?page_size=20", token).then(function (page) {
                 if (!page || !page.jobs || generation !== pollGeneration) return;
-                page.jobs.forEach(function (job) {
-                  feeds.slice().forEach(function (f) {
-                    f.event(job);
-                  });
+                feeds.slice().forEach(function (f) {
+                  if (!f.listed) f.list(page.jobs);
+                  else page.jobs.forEach(f.event);
                 });
               })
             );
