@@ -6,9 +6,10 @@
 each way of watching, starts a fresh gateway, reads its resident memory (/proc/PID/status
 VmRSS) once it is idle, opens the sockets — `--jobs` sockets on `GET /api/jobs/{id}/ws`, or
 one socket on `GET /api/ws` subscribed to every job — and waits for every job's first
-message; then reports `--steps` progress changes of every job straight to the service and
-waits until every socket saw each job's last version. It prints the memory the sockets added
-(VmRSS after the load minus before the sockets) and the gateway's CPU (/proc/PID/stat utime +
+message, and reads it again: the memory the sockets (and the jobs' shared follows, the same
+for both) added. Then it reports `--steps` progress changes of every job straight to the
+service and waits until every socket saw each job's last version. It prints that memory and
+the gateway's CPU (/proc/PID/stat utime +
 stime) per delivered message during the load, medians over `--rounds`, and the ratios
 multiplexed / single (goal: memory <= 0.3x, CPU per message <= 1.0x).
 """
@@ -103,6 +104,7 @@ async def one_round(
             sockets = await opener(http, base, token, jobs)
             readers = [asyncio.create_task(read(ws, seen)) for ws in sockets]
             await seen.reach(dict.fromkeys(jobs, 1))
+            added = rss_kib(gateway.pid) - before
             targets = dict(seen.versions)
             cpu, messages = cpu_seconds([gateway.pid]), seen.messages
             for step in range(start, start + steps):
@@ -113,7 +115,6 @@ async def one_round(
             await seen.reach(targets)
             cpu = cpu_seconds([gateway.pid]) - cpu
             delivered = seen.messages - messages
-            added = rss_kib(gateway.pid) - before
             for ws in sockets:
                 await ws.close()
             await asyncio.gather(*readers)
@@ -165,7 +166,7 @@ async def harness(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     if (args.steps * args.rounds * 2 + 1) > 10_000:
