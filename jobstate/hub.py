@@ -162,6 +162,9 @@ class Hub:
         self._latest: dict[str, int] = {}
         self._users: dict[str, set[UserSubscription]] = {}
         self._seen: OrderedDict[str, int] = OrderedDict()  # jobs of watched users → latest
+        # Set once other replicas' events reach this hub (see `expect_relay`).
+        self._relayed = asyncio.Event()
+        self._relayed.set()
         self._closed = False
 
     @asynccontextmanager
@@ -234,6 +237,19 @@ class Hub:
     def watches_users(self) -> bool:
         return bool(self._users)
 
+    def expect_relay(self) -> None:
+        """Other replicas write too (PostgreSQL): `relayed` waits until `relay_listening`."""
+        self._relayed.clear()
+
+    def relay_listening(self) -> None:
+        self._relayed.set()
+
+    async def relayed(self) -> None:
+        """Returns once events of other replicas reach this hub (at once with no relay, or
+        once closed). A user watch reads its initial state after that: nothing it could miss
+        before is then missed, and the relay only ends user watches when it reconnects."""
+        await self._relayed.wait()
+
     def end_user_watches(self) -> None:
         """Close every user subscription (their streams end cleanly and clients resume): the
         relay calls it when notifications may have been lost, as it cannot tell whose."""
@@ -260,6 +276,7 @@ class Hub:
             for sub in subs:
                 sub.close()
         self.end_user_watches()
+        self._relayed.set()
 
     def __len__(self) -> int:
         """Number of jobs and users with at least one watcher."""

@@ -4,8 +4,9 @@ Every commit NOTIFYs `job_id:version:user_id` on one channel. This relay LISTENs
 dedicated asyncpg connection (outside the pool), and for jobs watched here — by job, or by
 their user (WatchJobs) — reads the new events from the events table and publishes them; the
 hub drops versions it already has. After a (re)connect, notifications sent meanwhile are lost,
-so it catches up every watched job, and ends every user watch (its stream ends cleanly and the
-client resumes from what it has): which of a user's jobs changed meanwhile is unknown here.
+so it catches up every watched job, and on a reconnect ends every user watch (its stream ends
+cleanly and the client resumes from what it has): which of a user's jobs changed meanwhile is
+unknown here. User watches read their initial state only once the first LISTEN is up.
 Anything but a lost connection or an unreachable store (say, an event a newer release wrote
 that this one cannot read) ends `run` with the error, for its supervisor to log and restart.
 """
@@ -42,6 +43,8 @@ class EventRelay:
         self._hub = hub
         self._dirty: dict[str, int] = {}  # job → the version to read events after
         self._wake = asyncio.Event()
+        self._listened = False
+        hub.expect_relay()
 
     async def run(self) -> None:
         """Listen and relay until cancelled or until either half fails unexpectedly."""
@@ -69,7 +72,10 @@ class EventRelay:
         try:
             await conn.add_listener(notify.CHANNEL, self._on_notify)
             self._mark(self._hub.watched_jobs())  # catch up on what a reconnect missed
-            self._hub.end_user_watches()
+            if self._listened:
+                self._hub.end_user_watches()
+            self._listened = True
+            self._hub.relay_listening()
             while True:
                 try:
                     await asyncio.wait_for(lost.wait(), _HEALTH_CHECK_INTERVAL)

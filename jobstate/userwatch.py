@@ -63,6 +63,9 @@ class UserWatch:
         hub = self._service.hub
         sub = hub.attach_user(self._user_id)
         try:
+            await hub.relayed()
+            if sub.closed:
+                return
             events, marker = await self._initial()
             for start in range(0, len(events), limit):
                 chunk = events[start : start + limit]
@@ -102,7 +105,8 @@ class UserWatch:
             self._last[job_id] = last
         for event in events:
             self._last[event.job_id] = event.version
-        return events, InitialStateComplete(bool(next_page), tuple(unknown))
+        # Sorted: a protobuf map has no order to keep.
+        return events, InitialStateComplete(bool(next_page), tuple(sorted(unknown)))
 
     async def _drain(self, sub: UserSubscription, job_id: str, out: list[JobEvent]) -> None:
         """Move what the job has to send into `out`."""

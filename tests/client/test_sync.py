@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from support.servers import REPO, free_port, sqlite_url
 
-from jobstate.client import EventType, FailedPrecondition, NotFound, Status
+from jobstate.client import (
+    EventType,
+    FailedPrecondition,
+    InitialStateComplete,
+    JobEvent,
+    NotFound,
+    Status,
+)
 from jobstate.client.sync import JobStateClient
 
 
@@ -59,3 +66,14 @@ def test_leaving_a_watch_early_closes_it(target: str) -> None:
         first = next(watch)
         watch.close()  # the stream is cancelled; the client stays usable
         assert (first.type, client.get_job("w").status) == (EventType.SNAPSHOT, Status.PENDING)
+
+
+def test_watch_jobs_is_a_plain_generator(target: str) -> None:
+    with JobStateClient(target, timeout=10) as client:
+        client.create_job("u1", job_id="s")
+        items = client.watch_jobs("u1")
+        first = next(items)
+        marker = next(items)
+        items.close()
+    assert isinstance(first, JobEvent) and (first.job_id, first.type) == ("s", EventType.SNAPSHOT)
+    assert marker == InitialStateComplete(False, ())

@@ -733,6 +733,7 @@ async def test_reflection_is_served(sqlite_server: RunningServer, connect: Chann
         "WatchJob",
         "ApplyChanges",
         "FollowJobs",
+        "WatchJobs",
     }
 
 

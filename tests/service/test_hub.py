@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobstate.domain import EventType, JobEvent, new_job
-from jobstate.hub import BACKLOG, Hub, Subscription
+from jobstate.hub import BACKLOG, Hub, Subscription, UserSubscription
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 JOB = new_job("j", "u", "k", {}, T0).job
@@ -130,3 +130,60 @@ async def test_close_ends_every_subscription_after_what_is_waiting() -> None:
         None,
     ]
     assert len(hub) == 0
+
+
+def user_event(version: int, job_id: str, user_id: str = "u", type_: EventType = P) -> JobEvent:
+    return JobEvent(type_, replace(JOB, job_id=job_id, user_id=user_id, version=version))
+
+
+def taken(sub: UserSubscription, job_id: str) -> list[tuple[int, int]]:
+    """(version, first version it stands for) of what the job has waiting."""
+    got = []
+    while (item := sub.take(job_id)) is not None:
+        got.append((item[0].version, item[1]))
+    return got
+
+
+async def test_a_user_watcher_gets_every_job_of_its_user_once_per_version() -> None:
+    hub = Hub()
+    mine, also_mine = hub.attach_user("u"), hub.attach_user("u")
+    theirs = hub.attach_user("v")
+    watcher = hub.attach("a")
+    for e in (user_event(2, "a"), user_event(1, "b"), user_event(2, "a"), user_event(1, "c", "v")):
+        hub.publish(e)  # the second (2, "a") is the same commit arriving by NOTIFY
+    assert await mine.ready() == ["a", "b"]
+    assert (taken(mine, "a"), taken(mine, "b"), taken(also_mine, "a")) == (
+        [(2, 2)],
+        [(1, 1)],
+        [(2, 2)],
+    )
+    assert await theirs.ready() == ["c"]
+    assert len(watcher) == 1
+    # A job the watcher forgot (its stream sent the terminal event) stays de-duplicated.
+    mine.forget("a")
+    hub.publish(user_event(2, "a"))
+    assert len(mine) == 1 and taken(mine, "a") == []
+    for sub in (mine, also_mine, theirs):
+        hub.detach_user(sub)
+    hub.detach(watcher)
+    assert len(hub) == 0 and hub.latest("a") == 0
+
+
+async def test_a_stalled_user_watcher_loses_only_progress_per_job() -> None:
+    hub = Hub()
+    sub = hub.attach_user("u")
+    pushed = [user_event(v, "a", type_=S if v == 500 else P) for v in range(2, 1000)]
+    for e in pushed:
+        hub.publish(e)
+    hub.publish(user_event(1000, "a", type_=C))
+    assert len(taken(sub, "a")) <= BACKLOG + 2 * 2
+
+
+async def test_ending_user_watches_wakes_them_with_none() -> None:
+    hub = Hub()
+    sub = hub.attach_user("u")
+    hub.publish(user_event(1, "a"))
+    hub.end_user_watches()
+    assert await sub.ready() is None  # what is queued may be incomplete: not handed out
+    hub.close()
+    assert hub.attach_user("w").closed
