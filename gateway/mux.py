@@ -127,6 +127,9 @@ class MuxSocket:
         refused = await self._refusal(job_id)
         if self.closed:
             return
+        if refused is None:
+            taken = self.svc.slots.acquire_job(job_id)
+            refused = None if taken is None else (CLOSE_TOO_MANY, taken)
         if refused is not None:
             code, reason = refused
             self.send(muxproto.subscription_error(job_id, code, reason))
@@ -137,8 +140,7 @@ class MuxSocket:
         self.svc.hub.join(job_id, subscription, after)
 
     async def _refusal(self, job_id: str) -> tuple[int, str] | None:
-        """Why `job_id` cannot be subscribed (a close code and its reason), or None after
-        taking the job's socket slot."""
+        """Why `job_id` cannot be subscribed (a close code and its reason), or None."""
         limit = self.svc.config.max_subscriptions_per_socket
         if len(self.subscriptions) >= limit:
             return CLOSE_TOO_MANY, f"too many subscriptions on this socket (limit {limit})"
@@ -156,8 +158,7 @@ class MuxSocket:
                 return answer.close_code, answer.reason
         if owner != self.user_id:
             return CLOSE_NOT_FOUND, "job not found"
-        refused = self.svc.slots.acquire_job(job_id)
-        return None if refused is None else (CLOSE_TOO_MANY, refused)
+        return None
 
     def unsubscribe(self, job_id: str) -> None:
         subscription = self.subscriptions.get(job_id)

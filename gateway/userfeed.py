@@ -26,7 +26,7 @@ from collections.abc import Callable
 from contextlib import aclosing
 
 from gateway import muxproto
-from gateway.errors import report
+from gateway.errors import CLOSE_INTERNAL, report
 from gateway.outbox import Outbox
 from gateway.translate import dumps, job_json
 from gateway.watch import Event
@@ -91,11 +91,17 @@ class UserFeed:
                         self._publish(item)
         except JobStateError as exc:
             answer = report(f"the job feed of a user ({type(exc).__name__})", exc)
-            self.feeds.forget(self)
-            for subscriber in list(self.subscribers):
-                if subscriber.greeting is not None:
-                    subscriber.greeting.cancel()
-                subscriber.fail(answer.close_code, answer.reason)
+            self._fail(answer.close_code, answer.reason)
+        except Exception:
+            log.exception("the job feed of a user failed")
+            self._fail(CLOSE_INTERNAL, "feed failed")
+
+    def _fail(self, code: int, reason: str) -> None:
+        self.feeds.forget(self)
+        for subscriber in list(self.subscribers):
+            if subscriber.greeting is not None:
+                subscriber.greeting.cancel()
+            subscriber.fail(code, reason)
 
     def _publish(self, record: JobEvent) -> None:
         event = Event(record)
