@@ -10,9 +10,11 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
-from gwstack import Stack, WsClient, eventually
+from gwstack import Gateway, Stack, WsClient, eventually, gateway_config
 from test_ws import fall_behind, progress, service_target, slow_session, versions
 
+from jobstate.config import ServiceConfig
+from jobstate.server import start_server
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
@@ -429,3 +431,38 @@ async def test_after_a_gateway_restart_the_feed_lists_what_happened_meanwhile(
     listing = (await again.next())["jobs"]
     assert [(j["job_id"], j["version"]) for j in listing] == [(fresh, 2), (job_id, 3)]
     await again.close()
+
+
+async def test_a_feed_the_service_refuses_is_a_subscription_error_and_the_socket_stays(
+    tmp_path, runpod, s3, http
+) -> None:
+    config = ServiceConfig(
+        listen="127.0.0.1:0",
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/jobstate.db",
+        environment="development",
+        max_watch_streams=1,  # the gateway's job feed takes it
+    )
+    running = await start_server(config)
+    gateway = Gateway(gateway_config(running.port, runpod, s3))
+    await gateway.start()
+    try:
+        stack = Stack(gateway, http, runpod, s3)
+        job_id = await stack.start_job()
+        ws = await mux(stack)
+        await subscribe(ws, job_id)
+        assert (await ws.next())["version"] == 2
+        await send(ws, {"type": "subscribe", "jobs": "mine"})
+        assert await ws.next() == {"type": "subscribed", "jobs": "mine"}
+        refused = await ws.next()
+        assert {k: refused[k] for k in ("type", "jobs", "code")} == {
+            "type": "subscription_error",
+            "jobs": "mine",
+            "code": 1013,
+        }
+        await progress(stack, job_id, 10)
+        assert (await ws.next())["version"] == 3  # the job's subscription goes on
+        assert len(gateway.services.feeds) == 0
+        await ws.close()
+    finally:
+        await gateway.stop()
+        await running.stop(grace=1)
