@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 
 from aiohttp import WSMsgType, web
 
@@ -45,8 +44,6 @@ from gateway.ws import CLOSE_BAD_REQUEST, open_socket, socket_user
 from jobstate.client import InvalidArgument, JobStateError
 from jobstate.client import NotFound as JobNotFound
 from jobstate.wire import JOB_ID_RE
-
-log = logging.getLogger(__name__)
 
 
 class Subscription(Watcher):
