@@ -15,7 +15,9 @@ from pathlib import Path
 import grpc
 
 ROOT = Path(__file__).resolve().parent.parent
-JOBSTATE = str(Path(sys.executable).with_name("jobstate"))
+# JOBSTATE_BENCH_BIN measures another build (e.g. an older commit installed in a venv of its
+# own) with this checkout's load generator and baseline.
+JOBSTATE = os.environ.get("JOBSTATE_BENCH_BIN") or str(Path(sys.executable).with_name("jobstate"))
 
 
 def free_port() -> int:

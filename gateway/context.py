@@ -11,6 +11,7 @@ from gateway.auth import CallbackAuth, UserAuth
 from gateway.config import GatewayConfig
 from gateway.limits import SocketSlots, StartLimits
 from gateway.metrics import Metrics
+from gateway.owners import Owners
 from gateway.storage import Storage
 from gateway.submission import Submitter
 from gateway.userfeed import UserFeeds
@@ -36,6 +37,10 @@ class Services:
     public_url: str = ""
     origins: frozenset[str] = frozenset()
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+    owners: Owners = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.owners = Owners(self.client, self.hub)
 
     def callback_url(self, job_id: str) -> str:
         return f"{self.public_url}/api/jobs/{job_id}/do?token={self.callbacks.token(job_id)}"

@@ -19,8 +19,9 @@ then one `jobs` message listing the user's jobs, then every event of any of them
 included. A job followed both ways arrives twice, once per subscription (the browser client
 tells its handlers apart by version).
 
-Client messages are read one at a time, so a subscription's checks (one GetJob unless this
-gateway already follows the job) finish before the next message is looked at. A frame that is
+Client messages are read one at a time, so a subscription's checks (the job's owner from
+`owners`: no GetJob when this gateway already follows the job) finish before the next message
+is looked at. A frame that is
 not a protocol message (not JSON, not an object, an unknown type, an ill-typed field, a binary
 frame) closes the socket with 4400 and says why; a frame over 64 KiB closes it with 1009.
 """
@@ -143,16 +144,13 @@ class MuxSocket:
             return CLOSE_TOO_MANY, f"too many subscriptions on this socket (limit {limit})"
         if not JOB_ID_RE.fullmatch(job_id):
             return CLOSE_NOT_FOUND, "job not found"
-        # A job this gateway already follows has a known owner: no round trip to the service.
-        owner = self.svc.hub.owner(job_id)
-        if owner is None:
-            try:
-                owner = (await self.svc.client.get_job(job_id)).user_id
-            except (JobNotFound, InvalidArgument):
-                return CLOSE_NOT_FOUND, "job not found"
-            except JobStateError as exc:
-                answer = report(f"subscription to {job_id}", exc)
-                return answer.close_code, answer.reason
+        try:
+            owner = await self.svc.owners.owner(job_id)
+        except (JobNotFound, InvalidArgument):
+            return CLOSE_NOT_FOUND, "job not found"
+        except JobStateError as exc:
+            answer = report(f"subscription to {job_id}", exc)
+            return answer.close_code, answer.reason
         if owner != self.user_id:
             return CLOSE_NOT_FOUND, "job not found"
         return None

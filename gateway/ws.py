@@ -128,18 +128,15 @@ async def _admit(
     if not JOB_ID_RE.fullmatch(job_id):
         await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
         return None
-    # A job this gateway already follows has a known owner: no round trip to the service.
-    owner = svc.hub.owner(job_id)
-    if owner is None:
-        try:
-            owner = (await svc.client.get_job(job_id)).user_id
-        except (JobNotFound, InvalidArgument):
-            await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
-            return None
-        except JobStateError as exc:
-            answer = report(f"socket of {job_id}", exc)
-            await ws.close(code=answer.close_code, message=answer.reason.encode())
-            return None
+    try:
+        owner = await svc.owners.owner(job_id)
+    except (JobNotFound, InvalidArgument):
+        await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
+        return None
+    except JobStateError as exc:
+        answer = report(f"socket of {job_id}", exc)
+        await ws.close(code=answer.close_code, message=answer.reason.encode())
+        return None
     if owner != user_id:
         await ws.close(code=CLOSE_NOT_FOUND, message=b"job not found")
         return None

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from support.fakerunpod import FakeRunPod
 
 from browser.fake_gateway import FakeGateway
-from browser.system import FakeRunPod, System, s3_server
+from browser.system import System, s3_server
 
 CHROMIUM = Path(os.environ.get("JOBSTATE_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -106,7 +107,7 @@ async def shared_runpod() -> AsyncIterator[FakeRunPod]:
     try:
         yield runpod
     finally:
-        await runpod.stop()
+        await runpod.close()
 
 
 @pytest.fixture

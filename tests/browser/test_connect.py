@@ -9,7 +9,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from support.poll import until
+from support.poll import eventually
 
 from browser.fake_gateway import FakeGateway, FakeSocket
 from browser.test_client import FAST, events, wait_for_event
@@ -31,7 +31,7 @@ async def requests(sock: FakeSocket, count: int) -> list[dict[str, Any]]:
     async def enough() -> bool:
         return len(sent()) >= count
 
-    await until(enough, within=10, what=f"{count} requests from the client")
+    await eventually(enough, f"{count} requests from the client", within=10)
     return sent()
 
 

@@ -13,8 +13,9 @@ from typing import Any
 import grpc
 import pytest
 from playwright.async_api import expect
+from support.fakerunpod import FakeRunPod
 
-from browser.system import FakeRunPod, System
+from browser.system import System
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 from playwright.async_api import expect
+from support.fakerunpod import FakeRunPod
 
-from browser.system import FakeRunPod, System
+from browser.system import System
 from browser.test_demo import FINISH, LAPTOP, open_demo, report_progress, start_export
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

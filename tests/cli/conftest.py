@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support.servers import ServeProcess, sqlite_url
+from support.processes import ServeProcess
+from support.servers import sqlite_url
 
 from jobstate.client import JobStateClient
 
@@ -19,7 +20,7 @@ from .commands import WAIT, command_env
 
 @pytest.fixture
 async def serve(tmp_path: Path) -> AsyncIterator[ServeProcess]:
-    proc = ServeProcess(sqlite_url(tmp_path), log_path=tmp_path / "serve.log")
+    proc = ServeProcess(database_url=sqlite_url(tmp_path), log_path=tmp_path / "serve.log")
     await proc.start(within=WAIT)
     try:
         yield proc

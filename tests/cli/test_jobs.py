@@ -9,7 +9,9 @@ from pathlib import Path
 
 import grpc
 from support.certs import self_signed
-from support.servers import ServeProcess, free_port, sqlite_url
+from support.ports import free_port
+from support.processes import ServeProcess
+from support.servers import sqlite_url
 
 from jobstate.client import Job, JobStateClient, Status
 
@@ -179,7 +181,7 @@ async def test_cancel_of_a_finished_job_names_its_status(
 
 async def test_the_token_comes_from_the_environment(tmp_path: Path) -> None:
     token = "t" * 40
-    proc = ServeProcess(sqlite_url(tmp_path), env={"JOBSTATE_API_TOKEN": token})
+    proc = ServeProcess(database_url=sqlite_url(tmp_path), env={"JOBSTATE_API_TOKEN": token})
     await proc.start(within=WAIT)
     try:
         async with JobStateClient(proc.target, api_token=token, timeout=WAIT) as client:
@@ -197,9 +199,11 @@ async def test_the_token_comes_from_the_environment(tmp_path: Path) -> None:
 async def test_tls_ca_from_flag_or_variable(tmp_path: Path) -> None:
     pair = self_signed(tmp_path / "certs")
     proc = ServeProcess(
-        sqlite_url(tmp_path), args=("--tls-cert", str(pair.cert), "--tls-key", str(pair.key))
+        database_url=sqlite_url(tmp_path),
+        args=("--tls-cert", str(pair.cert), "--tls-key", str(pair.key)),
+        credentials=grpc.ssl_channel_credentials(pair.cert_pem),
     )
-    await proc.start(within=WAIT, credentials=grpc.ssl_channel_credentials(pair.cert_pem))
+    await proc.start(within=WAIT)
     try:
         async with JobStateClient(proc.target, tls_ca=pair.cert, timeout=WAIT) as client:
             await client.create_job("u1", job_id="tls")

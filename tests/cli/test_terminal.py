@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from support.poll import until
-from support.servers import ServeProcess, sqlite_url
+from support.poll import eventually
+from support.processes import ServeProcess
+from support.servers import sqlite_url
 
 from jobstate.client import JobStateClient
 
@@ -51,7 +52,7 @@ class Terminal:
         async def drawn() -> bool:
             return text.encode() in self.output
 
-        await until(drawn, within=WAIT, what=f"{text!r} on the terminal")
+        await eventually(drawn, within=WAIT, what=f"{text!r} on the terminal")
 
     async def run(self, *args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
         """Start `jobstate jobs ARGS...` with this terminal as its stdout."""
@@ -95,7 +96,7 @@ async def _end(proc: asyncio.subprocess.Process, term: Terminal) -> tuple[int, b
 
 
 async def test_watch_draws_a_live_bar_through_a_restart(tmp_path: Path) -> None:
-    serve = ServeProcess(sqlite_url(tmp_path), log_path=tmp_path / "serve.log")
+    serve = ServeProcess(database_url=sqlite_url(tmp_path), log_path=tmp_path / "serve.log")
     await serve.start(within=WAIT)
     try:
         async with JobStateClient(serve.target, timeout=WAIT) as client:

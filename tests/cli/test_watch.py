@@ -8,7 +8,9 @@ import shlex
 from pathlib import Path
 
 import pytest
-from support.servers import ServeProcess, free_port, sqlite_url
+from support.ports import free_port
+from support.processes import ServeProcess
+from support.servers import sqlite_url
 
 from jobstate.client import JobStateClient
 
@@ -103,7 +105,7 @@ async def test_watch_survives_restarts_and_prints_every_version_once(
     """kill -9, then a clean SIGTERM, of `jobstate serve` while watching: the watch says it is
     reconnecting (stderr), resumes where it was and ends with the job's exit code, having
     printed each version exactly once."""
-    serve = ServeProcess(sqlite_url(tmp_path), log_path=tmp_path / "serve.log")
+    serve = ServeProcess(database_url=sqlite_url(tmp_path), log_path=tmp_path / "serve.log")
     await serve.start(within=WAIT)
     watch: WatchProcess | None = None
     try:
@@ -143,7 +145,7 @@ async def test_watch_survives_restarts_and_prints_every_version_once(
 
 async def test_watch_that_cannot_start_exits_3(tmp_path: Path) -> None:
     token = "t" * 40
-    serve = ServeProcess(sqlite_url(tmp_path), env={"JOBSTATE_API_TOKEN": token})
+    serve = ServeProcess(database_url=sqlite_url(tmp_path), env={"JOBSTATE_API_TOKEN": token})
     await serve.start(within=WAIT)
     try:
         async with JobStateClient(serve.target, api_token=token, timeout=WAIT) as client:

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from support.servers import ServeProcess, service, sqlite_url
+from support.processes import ServeProcess
+from support.servers import service, sqlite_url
 
 from jobstate.client import (
     EventType,
@@ -148,7 +149,7 @@ async def test_a_feed_follows_many_jobs_and_ends_each(server: RunningServer) -> 
 
 
 async def test_a_feed_resumes_across_restarts_without_repeats(tmp_path: Path) -> None:
-    proc = ServeProcess(sqlite_url(tmp_path))
+    proc = ServeProcess(database_url=sqlite_url(tmp_path))
     await proc.start()
     try:
         async with JobStateClient(proc.target, timeout=10) as client:

@@ -4,12 +4,14 @@ and a watch that resumes by itself across a restart of `jobstate serve`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support.servers import ServeProcess, service, sqlite_url
+from support.poll import eventually
+from support.processes import ServeProcess
+from support.servers import service, sqlite_url
 
 from jobstate.client import (
     AlreadyExists,
@@ -138,7 +140,7 @@ async def test_watch_yields_snapshot_then_events_and_ends(client: JobStateClient
             events.append(event)
 
     follower = asyncio.create_task(follow())
-    await _until(lambda: len(events) >= 1)
+    await eventually(lambda: len(events) >= 1, "event 1 to reach the follower")
     await client.report_progress("w", 10)
     await client.report_progress("w", 20)
     await client.fail_job("w", "boom")
@@ -168,7 +170,7 @@ async def test_watch_of_a_missing_job_raises_not_found(client: JobStateClient) -
 async def test_watch_resumes_across_a_restart_without_repeats(tmp_path: Path) -> None:
     """kill -9 and a clean SIGTERM of `jobstate serve` while a watch is open: the watch
     re-opens by itself from the last version and yields every version exactly once."""
-    proc = ServeProcess(sqlite_url(tmp_path))
+    proc = ServeProcess(database_url=sqlite_url(tmp_path))
     await proc.start()
     events: list[JobEvent] = []
     try:
@@ -180,13 +182,13 @@ async def test_watch_resumes_across_a_restart_without_repeats(tmp_path: Path) ->
                     events.append(event)
 
             follower = asyncio.create_task(follow())
-            await _until(lambda: len(events) >= 1)
+            await eventually(lambda: len(events) >= 1, "event 1 to reach the follower")
             await client.report_progress("r", 10)
-            await _until(lambda: len(events) >= 2)
+            await eventually(lambda: len(events) >= 2, "event 2 to reach the follower")
             await proc.kill()
             await proc.start()
             await client.report_progress("r", 20)
-            await _until(lambda: len(events) >= 3)
+            await eventually(lambda: len(events) >= 3, "event 3 to reach the follower")
             await proc.stop()
             await proc.start()
             await client.report_progress("r", 30)
@@ -206,11 +208,3 @@ async def test_wrong_token_is_unauthenticated(tmp_path: Path) -> None:
         with pytest.raises(Unauthenticated):
             await client.get_job("x")
         assert await client.healthy()  # health itself is open
-
-
-async def _until(check: Callable[[], bool], within: float = WAIT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not check():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.02)

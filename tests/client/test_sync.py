@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.servers import REPO, free_port, sqlite_url
+from support.processes import ServeProcess
+from support.servers import sqlite_url
 
 from jobstate.client import (
     EventType,
@@ -25,22 +23,13 @@ from jobstate.client.sync import JobStateClient
 
 @pytest.fixture
 def target(tmp_path: Path) -> Iterator[str]:
-    address = f"127.0.0.1:{free_port()}"
-    command = [sys.executable, "-m", "jobstate_cli", "serve", "--listen", address]
-    command += ["--database-url", sqlite_url(tmp_path)]
-    env = {**os.environ, "ENVIRONMENT": "development"}
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    # Started and stopped by event loops of their own: the test itself is plain blocking code.
+    serve = ServeProcess(database_url=sqlite_url(tmp_path), log_path=tmp_path / "serve.log")
+    asyncio.run(serve.start())
     try:
-        with JobStateClient(address) as probe:
-            deadline = time.monotonic() + 60
-            while not probe.healthy():
-                assert proc.poll() is None, "jobstate serve exited"
-                assert time.monotonic() < deadline, "jobstate serve did not start"
-                time.sleep(0.05)
-        yield address
+        yield serve.target
     finally:
-        proc.terminate()
-        proc.wait(30)
+        asyncio.run(serve.stop())
 
 
 def test_blocking_calls_iterators_and_errors(target: str) -> None:

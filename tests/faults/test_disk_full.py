@@ -14,8 +14,9 @@ import sqlite3
 from pathlib import Path
 
 import grpc
-from support.poll import until
-from support.servers import ServeProcess, create_job, history, sqlite_url, stub
+from support.poll import eventually
+from support.processes import ServeProcess
+from support.servers import create_job, history, sqlite_url, stub
 
 from jobstate.v1 import jobstate_pb2 as pb
 
@@ -33,13 +34,12 @@ def _largest_file(directory: Path) -> int:
 
 
 async def test_disk_full_fails_cleanly_and_recovers_without_corruption(tmp_path: Path) -> None:
-    proc = ServeProcess(sqlite_url(tmp_path), log_path=tmp_path / "serve.log")
+    proc = ServeProcess(database_url=sqlite_url(tmp_path), log_path=tmp_path / "serve.log")
     await proc.start()
     acked: list[tuple[int, float]] = []
     failures: list[tuple[grpc.StatusCode, str]] = []
     step = 0
     try:
-        assert proc.proc is not None
         async with grpc.aio.insecure_channel(proc.target) as channel:
             client = stub(channel)
             await create_job(client, "full")
@@ -59,12 +59,12 @@ async def test_disk_full_fails_cleanly_and_recovers_without_corruption(tmp_path:
                 return True
 
             assert await report()
-            _limit(proc.proc.pid, _largest_file(tmp_path) + ROOM)
+            _limit(proc.pid, _largest_file(tmp_path) + ROOM)
 
             async def refused() -> bool:
                 return not await report()
 
-            await until(refused, what="a write to fail on the full disk")
+            await eventually(refused, what="a write to fail on the full disk")
             assert failures == [
                 (grpc.StatusCode.UNAVAILABLE, "the job store is unavailable; retry shortly")
             ]
@@ -72,8 +72,8 @@ async def test_disk_full_fails_cleanly_and_recovers_without_corruption(tmp_path:
             job = (await client.GetJob(pb.GetJobRequest(job_id="full"), timeout=10)).job
             assert (job.version, job.progress) == acked[-1]
 
-            _limit(proc.proc.pid, resource.RLIM_INFINITY)  # room again
-            await until(report, what="writes to succeed once there is room again")
+            _limit(proc.pid, resource.RLIM_INFINITY)  # room again
+            await eventually(report, what="writes to succeed once there is room again")
             await client.CompleteJob(
                 pb.CompleteJobRequest(job_id="full", output_key="exports/full.mp4"), timeout=10
             )
@@ -84,7 +84,7 @@ async def test_disk_full_fails_cleanly_and_recovers_without_corruption(tmp_path:
     with sqlite3.connect(tmp_path / "jobstate.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
-    restarted = ServeProcess(sqlite_url(tmp_path), log_path=tmp_path / "serve.log")
+    restarted = ServeProcess(database_url=sqlite_url(tmp_path), log_path=tmp_path / "serve.log")
     await restarted.start()
     try:
         async with grpc.aio.insecure_channel(restarted.target) as channel:

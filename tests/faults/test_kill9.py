@@ -7,12 +7,14 @@ version it was acknowledged with, and each job's history replays with contiguous
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 
 import grpc
 import pytest
 from support.postgres import database_url
-from support.servers import ServeProcess, create_job, history, stub
+from support.processes import ServeProcess
+from support.servers import create_job, history, stub
 
 from jobstate.v1 import jobstate_pb2 as pb
 
@@ -24,7 +26,7 @@ KILL_AFTER = 50  # acknowledgements; the rest of the burst is still in flight
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_every_acknowledged_update_survives_kill_9(backend: str, tmp_path: Path) -> None:
     async with database_url(backend, tmp_path, "jobstate_kill9") as url:
-        proc = ServeProcess(url, log_path=tmp_path / "serve.log")
+        proc = ServeProcess(database_url=url, log_path=tmp_path / "serve.log")
         await proc.start()
         job_ids = [f"k9-{i}" for i in range(JOBS)]
         acked: list[tuple[str, int, float, str]] = []
@@ -50,8 +52,7 @@ async def test_every_acknowledged_update_survives_kill_9(backend: str, tmp_path:
                     job = reply.job
                     acked.append((job_id, job.version, job.progress, job.message))
                     if len(acked) == KILL_AFTER:
-                        assert proc.proc is not None
-                        proc.proc.kill()  # SIGKILL, right now, mid-burst
+                        proc.send_signal(signal.SIGKILL)  # SIGKILL, right now, mid-burst
 
                 await asyncio.gather(
                     *(update(job_ids[i % JOBS], i // JOBS + 1) for i in range(UPDATES))
@@ -63,7 +64,7 @@ async def test_every_acknowledged_update_survives_kill_9(backend: str, tmp_path:
         assert failed, "the kill landed after the burst; the test proved nothing"
         assert set(failed) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 
-        restarted = ServeProcess(url, log_path=tmp_path / "serve.log")
+        restarted = ServeProcess(database_url=url, log_path=tmp_path / "serve.log")
         await restarted.start()
         try:
             async with grpc.aio.insecure_channel(restarted.target) as channel:

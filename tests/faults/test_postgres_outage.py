@@ -15,9 +15,10 @@ from pathlib import Path
 import aiohttp
 import grpc
 import pytest
-from support.poll import until
+from support.poll import eventually
 from support.postgres import admin_url, scratch_database
-from support.servers import ServeProcess, create_job, history, stub
+from support.processes import ServeProcess
+from support.servers import create_job, history, stub
 from support.tcpproxy import TcpProxy
 
 from gateway.auth import UserAuth
@@ -39,7 +40,8 @@ async def serve_via_proxy(tmp_path: Path) -> AsyncIterator[tuple[ServeProcess, T
         await proxy.start()
         proxied = db_url.set(host="127.0.0.1", port=proxy.port)
         proc = ServeProcess(
-            proxied.render_as_string(hide_password=False), log_path=tmp_path / "serve.log"
+            database_url=proxied.render_as_string(hide_password=False),
+            log_path=tmp_path / "serve.log",
         )
         try:
             await proc.start()
@@ -115,10 +117,10 @@ async def test_rpcs_fail_fast_then_recover_and_nothing_acknowledged_is_lost(
         load = Load(client)
         workers = [asyncio.create_task(load.worker(j)) for j in job_ids]
         try:
-            await until(lambda: _at_least(load.acks, 200), what="200 acknowledged updates")
+            await eventually(lambda: _at_least(load.acks, 200), what="200 acknowledged updates")
             proxy.disconnect()  # the database is gone
             before = len(load.failures)
-            await until(
+            await eventually(
                 lambda: _at_least(lambda: len(load.failures) - before, 3 * JOBS),
                 within=60,
                 what="updates to fail while the database is down",
@@ -138,7 +140,7 @@ async def test_rpcs_fail_fast_then_recover_and_nothing_acknowledged_is_lost(
             acked_during_outage = load.acks()
 
             proxy.restore()  # the database is back: no restart, no intervention
-            await until(
+            await eventually(
                 lambda: _at_least(load.acks, acked_during_outage + 200),
                 within=60,
                 what="updates to succeed again after the database came back",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from support.servers import run_serve
+from support.processes import run_serve
 
 
 def _serve(database: Path) -> tuple[int, list[str]]:

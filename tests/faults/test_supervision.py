@@ -18,9 +18,10 @@ import asyncpg
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support.poll import until
+from support.poll import eventually
 from support.postgres import scratch_database
-from support.servers import ServeProcess, create_job, service, stub
+from support.processes import ServeProcess
+from support.servers import create_job, service, stub
 
 from jobstate import writes as writes_module
 from jobstate.domain import EventType
@@ -42,7 +43,8 @@ async def health_of(channel: grpc.aio.Channel) -> int:
 async def postgres_serve(tmp_path: Path) -> AsyncIterator[tuple[ServeProcess, asyncpg.Connection]]:
     async with scratch_database("jobstate_supervise") as url:
         proc = ServeProcess(
-            url.render_as_string(hide_password=False), log_path=tmp_path / "serve.log"
+            database_url=url.render_as_string(hide_password=False),
+            log_path=tmp_path / "serve.log",
         )
         await proc.start()
         admin = await asyncpg.connect(
@@ -78,14 +80,14 @@ async def test_an_event_the_relay_cannot_read_shows_in_health_until_the_relay_re
         async def is_(status: int) -> bool:
             return await health_of(channel) == status
 
-        await until(lambda: is_(NOT_SERVING), what="health to report NOT_SERVING", within=WAIT)
+        await eventually(lambda: is_(NOT_SERVING), what="health to report NOT_SERVING", within=WAIT)
         # What a newer release meant is a progress event after all: once readable, the relay
         # is back, health recovers, and the watcher gets the event and what follows.
         await admin.execute(
             "UPDATE job_events SET type = $1 WHERE job_id = 'j' AND version = 2",
             EventType.PROGRESS.value,
         )
-        await until(lambda: is_(SERVING), what="health to report SERVING again", within=WAIT)
+        await eventually(lambda: is_(SERVING), what="health to report SERVING again", within=WAIT)
         relayed = await watch.read()
         reply = await client.ReportProgress(
             pb.ReportProgressRequest(job_id="j", progress=20), timeout=WAIT
@@ -131,13 +133,13 @@ async def test_a_broken_group_commit_loop_answers_every_write_and_shows_in_healt
                 codes.append(exc.code())
             return await health_of(channel) == NOT_SERVING
 
-        await until(write_then_check_health, what="health to report NOT_SERVING", within=WAIT)
+        await eventually(write_then_check_health, what="health to report NOT_SERVING", within=WAIT)
         monkeypatch.undo()
 
         async def serving() -> bool:
             return await health_of(channel) == SERVING
 
-        await until(serving, what="health to report SERVING again", within=WAIT)
+        await eventually(serving, what="health to report SERVING again", within=WAIT)
         after = await client.ReportProgress(
             pb.ReportProgressRequest(job_id="j", progress=99), timeout=WAIT
         )
@@ -173,5 +175,5 @@ async def test_the_retention_loop_survives_an_unexpected_error(
             _, events = await server.store.get_with_events("j", 0)
             return [e.type for e in events] == [EventType.CREATED, EventType.COMPLETE]
 
-        await until(compacted, what="a later retention pass to compact the finished job")
+        await eventually(compacted, what="a later retention pass to compact the finished job")
         assert await health_of(channel) == SERVING

@@ -1,8 +1,8 @@
 """The whole path on loopback: real jobstate service, real gateway, fake RunPod, moto S3.
 
 Nothing of ours is mocked: the service runs in-process on 127.0.0.1:0 (jobstate.server), the
-gateway binds 127.0.0.1:0, the fake RunPod is an aiohttp server that records submissions and
-POSTs callbacks to the URL it was given, and S3 is moto's server mode.
+gateway binds 127.0.0.1:0, the fake RunPod (`support.fakerunpod`) records submissions (the test
+POSTs callbacks to the URL they carry), and S3 is moto's server mode.
 """
 
 from __future__ import annotations
@@ -10,24 +10,22 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import boto3
 import pytest
-from aiohttp import web
 from moto.server import ThreadedMotoServer
+from support import servers
+from support.fakerunpod import FakeRunPod
 
 from gateway.auth import CallbackAuth, UserAuth
 from gateway.config import GatewayConfig
 from gateway.server import Gateway
-from jobstate.config import ServiceConfig
-from jobstate.server import RunningServer, start_server
+from jobstate.server import RunningServer
 
 JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256"
 CALLBACK_SECRET = "test-callback-secret-that-is-long-enough"
@@ -37,35 +35,13 @@ S3_SECRET = "testing"
 WAIT = 10.0
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def eventually(predicate: Callable[[], Awaitable[bool]], within: float = WAIT) -> None:
-    """Poll `predicate` until it holds, failing after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
 # --- jobstate service ----------------------------------------------------------------------
 
 
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    config = ServiceConfig(
-        listen="127.0.0.1:0",
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/jobstate.db",
-        environment="development",
-    )
-    running = await start_server(config)
-    yield running
-    await running.stop(grace=1)
+    async with servers.service(tmp_path) as running:
+        yield running
 
 
 # --- S3 (moto server mode) -----------------------------------------------------------------
@@ -99,60 +75,12 @@ def s3() -> Iterator[S3]:
 # --- fake RunPod ---------------------------------------------------------------------------
 
 
-@dataclass
-class FakeRunPod:
-    """Records every request; `run_status` makes /run answer an error instead, `run_id`
-    makes it answer that id instead of a fresh one, and `before_run` is awaited before /run
-    answers (to hold it open, or to break something while it is in flight)."""
-
-    url: str = ""
-    requests: list[tuple[str, str, dict[str, Any] | None, str]] = field(default_factory=list)
-    run_status: int = 200
-    run_id: Any = None
-    cancel_status: int = 200
-    error_text: str = "boom"  # what /run and /cancel say when they refuse
-    before_run: Callable[[], Awaitable[None]] | None = None
-    submitted: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
-
-    def paths(self) -> list[tuple[str, str]]:
-        return [(method, path) for method, path, _, _ in self.requests]
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json() if request.can_read_body else None
-        auth = request.headers.get("Authorization", "")
-        self.requests.append((request.method, request.path, body, auth))
-        if request.path == "/run":
-            if self.before_run is not None:
-                await self.before_run()
-            if self.run_status != 200:
-                return web.json_response({"error": self.error_text}, status=self.run_status)
-            external_id = f"rp-{len(self.requests)}" if self.run_id is None else self.run_id
-            assert body is not None
-            await self.submitted.put({**body["input"], "id": external_id})
-            return web.json_response({"id": external_id, "status": "IN_QUEUE"})
-        if request.path.startswith("/cancel/"):
-            if self.cancel_status != 200:
-                return web.json_response({"error": self.error_text}, status=self.cancel_status)
-            return web.json_response({"id": request.path.split("/")[-1], "status": "CANCELLED"})
-        return web.json_response({"id": request.path.split("/")[-1], "status": "IN_PROGRESS"})
-
-    async def next_submission(self) -> dict[str, Any]:
-        return await asyncio.wait_for(self.submitted.get(), WAIT)
-
-
 @pytest.fixture
 async def runpod() -> AsyncIterator[FakeRunPod]:
     fake = FakeRunPod()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    fake.url = f"http://127.0.0.1:{port}"
+    await fake.start()
     yield fake
-    await runner.cleanup()
+    await fake.close()
 
 
 # --- the gateway and a client for it ------------------------------------------------------

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import aiohttp
-from gwstack import eventually, free_port
+from support.poll import eventually
+from support.ports import server_port
 
 
 async def start_dev(cwd: Path, port: int) -> tuple[asyncio.subprocess.Process, str]:
@@ -44,7 +45,7 @@ async def stop(process: asyncio.subprocess.Process) -> int | None:
 
 
 async def test_dev_runs_everything_and_keeps_tokens_across_restarts(tmp_path: Path) -> None:
-    port = free_port()
+    port = server_port()  # both starts listen on it
     process, url = await start_dev(tmp_path, port)
     assert url == f"http://127.0.0.1:{port}"
     try:
@@ -61,7 +62,7 @@ async def test_dev_runs_everything_and_keeps_tokens_across_restarts(tmp_path: Pa
                 async with http.get(f"{url}/api/jobs/{job_id}", headers=headers) as response:
                     return (await response.json())["status"] == "complete"
 
-            await eventually(complete, within=30)
+            await eventually(complete, f"the simulated worker to complete {job_id}")
             async with http.get(url + "/") as response:
                 assert response.status == 200
     finally:

@@ -5,6 +5,8 @@ the source (AST), since `jobstate.client` itself imports grpc at run time."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
@@ -47,3 +49,29 @@ def test_no_gateway_module_reaches_the_service_but_through_its_client() -> None:
         for name, modules in found.items()
     }
     assert {name: modules for name, modules in wrong.items() if modules} == {}
+
+
+def test_the_service_never_imports_the_gateway_or_the_command() -> None:
+    service = GATEWAY.parent / "jobstate"
+    found = {str(path.relative_to(service)): imported(path) for path in service.rglob("*.py")}
+    assert "jobstate.domain" in found["service.py"]  # the scan works
+    wrong = {
+        name: sorted(m for m in modules if m.split(".")[0] in ("gateway", "jobstate_cli"))
+        for name, modules in found.items()
+    }
+    assert {name: modules for name, modules in wrong.items() if modules} == {}
+
+
+def test_importing_the_server_loads_nothing_of_the_gateway() -> None:
+    probe = (
+        "import sys, jobstate.server, jobstate.client; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('gateway', 'jobstate_cli')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=GATEWAY.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gwstack import Stack, eventually
+from gwstack import Stack
+from support.poll import eventually
 
 from gateway.config import ConfigError, GatewayConfig
-from gateway.limits import CLOSE_TOO_MANY
+from gateway.limits import CLOSE_TOO_MANY, SocketSlots
 
 SECRETS = {
     "JOBSTATE_JWT_SECRET": "j" * 40,
@@ -156,12 +157,12 @@ async def test_sockets_per_user_beyond_the_cap_close_4429(make_stack) -> None:
     async def released() -> bool:
         return svc.slots.per_user.get("u1") == 1
 
-    await eventually(released)
+    await eventually(released, "u1's first socket slot to be released")
     again = await stack.socket(first)
     assert (await again.next())["type"] == "status"
     for ws in (open_[1], again):
         await ws.close()
-    await eventually(lambda: _empty(svc.slots))
+    await eventually(lambda: _empty(svc.slots), "every socket slot to be released")
 
 
 async def test_sockets_per_job_beyond_the_cap_close_4429(make_stack) -> None:
@@ -220,3 +221,24 @@ def test_variables_set_the_limits() -> None:
 def test_bad_limits_name_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         GatewayConfig.from_env({**SECRETS, variable: value})
+
+
+def test_socket_slots_count_per_user_and_per_job_and_forget_at_zero() -> None:
+    slots = SocketSlots(max_per_user=2, max_per_job=2)
+    log = [
+        slots.acquire("u1", "a"),
+        slots.acquire("u2", "a"),
+        slots.acquire("u2", "a"),  # the job is full
+        slots.acquire("u1", "b"),
+        slots.acquire("u1", "c"),  # the user is full
+    ]
+    assert log == [
+        None,
+        None,
+        "too many sockets for this job (limit 2)",
+        None,
+        "too many sockets for this user (limit 2)",
+    ]
+    for user, job in (("u1", "a"), ("u2", "a"), ("u1", "b")):
+        slots.release(user, job)
+    assert (dict(slots.per_user), dict(slots.per_job)) == ({}, {})

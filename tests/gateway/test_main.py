@@ -3,45 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import sys
 
 import aiohttp
-from gwstack import CALLBACK_SECRET, JWT_SECRET, Stack, eventually, free_port
+from gwstack import CALLBACK_SECRET, JWT_SECRET, Stack
+from support.processes import GatewayProcess
 
 from jobstate.server import RunningServer
 
 
-async def run(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jobstate_cli",
-        "gateway",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    prefixes = ("JOBSTATE_", "GATEWAY_", "RUNPOD_", "R2_", "ENVIRONMENT")
-    return {**{k: v for k, v in os.environ.items() if not k.startswith(prefixes)}, **extra}
-
-
 async def outcome(*args: str, env: dict[str, str]) -> tuple[int | None, list[str]]:
-    """The exit code and stderr lines of a gateway that should stop at start."""
-    process = await run(*args, env=env)
+    """The exit code and output lines of a gateway that should stop at start; the environment
+    is `env` alone (ENVIRONMENT too: production unless it says otherwise)."""
+    process = GatewayProcess(args=args, env={"ENVIRONMENT": None, **env}, listen=False)
+    process.launch()
     try:
-        _, err = await asyncio.wait_for(process.communicate(), 60)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
+        code = await process.wait(60)
+    except AssertionError:
+        await process.kill()
         return None, ["still running after 60 s"]
-    return process.returncode, err.decode().strip().splitlines()
+    return code, [line for line in process.output if line.strip()]
 
 
 STRONG = {"JOBSTATE_JWT_SECRET": JWT_SECRET, "JOBSTATE_CALLBACK_SECRET": CALLBACK_SECRET}
@@ -59,9 +41,7 @@ async def test_bad_configuration_exits_2_with_one_line_naming_what_was_used() ->
         "bad --jobstate-target": (("--jobstate-target", "::::"), SIMULATED),
         "bad log level": ((), {**SIMULATED, "JOBSTATE_LOG_LEVEL": "loud"}),
     }
-    results = await asyncio.gather(
-        *(outcome(*args, env=clean_env(**env)) for args, env in cases.values())
-    )
+    results = await asyncio.gather(*(outcome(*args, env=env) for args, env in cases.values()))
     prefix = "jobstate gateway: "
     target = (
         " must be host:port, ipv4:address[:port][,...], ipv6:address or [address]:port[,...], "
@@ -96,7 +76,7 @@ async def test_a_taken_port_exits_1_with_one_line() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, lines = await outcome("--listen", f"127.0.0.1:{port}", env=clean_env(**SIMULATED))
+        code, lines = await outcome("--listen", f"127.0.0.1:{port}", env=SIMULATED)
     assert code == 1 and len(lines) == 1, lines
     assert lines[0].startswith(f"jobstate gateway: cannot listen on 127.0.0.1:{port}: ")
 
@@ -104,9 +84,7 @@ async def test_a_taken_port_exits_1_with_one_line() -> None:
 async def test_sigterm_closes_sockets_with_1001_and_exits_0(
     service: RunningServer, http: aiohttp.ClientSession, tmp_path
 ) -> None:
-    port = free_port()
     env = {
-        **os.environ,
         "ENVIRONMENT": "production",
         "JOBSTATE_JWT_SECRET": JWT_SECRET,
         "JOBSTATE_CALLBACK_SECRET": CALLBACK_SECRET,
@@ -114,26 +92,22 @@ async def test_sigterm_closes_sockets_with_1001_and_exits_0(
         "GATEWAY_SIMULATED_WORKER": "1",
         "SIMWORKER_STEP_SECONDS": "60",
     }
-    process = await run(
-        "--listen", f"127.0.0.1:{port}", "--jobstate-target", f"127.0.0.1:{service.port}", env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    async def up() -> bool:
-        try:
-            async with http.get(f"{url}/healthz") as response:
-                return response.status == 200
-        except aiohttp.ClientConnectionError:
-            return False
-
-    await eventually(up, within=30)
-    headers = {"Authorization": f"Bearer {Stack.token('u1')}"}
-    async with http.post(f"{url}/api/export/overlay/start", json={}, headers=headers) as response:
-        job_id = (await response.json())["job_id"]
-    ws = await http.ws_connect(f"{url}/api/jobs/{job_id}/ws", params={"token": Stack.token("u1")})
-    assert (await ws.receive_json())["type"] == "status"
-    process.send_signal(signal.SIGTERM)
-    assert (await ws.receive()).type is aiohttp.WSMsgType.CLOSE
-    assert ws.close_code == 1001
-    await asyncio.wait_for(process.wait(), 30)
-    assert process.returncode == 0
+    process = GatewayProcess(target=f"127.0.0.1:{service.port}", env=env)
+    await process.start()
+    try:
+        url = process.url
+        headers = {"Authorization": f"Bearer {Stack.token('u1')}"}
+        async with http.post(
+            f"{url}/api/export/overlay/start", json={}, headers=headers
+        ) as response:
+            job_id = (await response.json())["job_id"]
+        ws = await http.ws_connect(
+            f"{url}/api/jobs/{job_id}/ws", params={"token": Stack.token("u1")}
+        )
+        assert (await ws.receive_json())["type"] == "status"
+        process.send_signal(signal.SIGTERM)
+        assert (await ws.receive()).type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 1001
+        assert await process.wait() == 0
+    finally:
+        await process.kill()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import io
 
 import pytest
-from gwstack import Stack, eventually
+from gwstack import Stack
+from support.poll import eventually
 
 from jobstate.wire import MAX_PARAMS_DEPTH
 
@@ -99,7 +100,7 @@ async def test_a_hostile_after_disturbs_no_other_socket_of_the_job(stack: Stack)
     async def joined() -> bool:
         return len(hub) == 1
 
-    await eventually(joined)
+    await eventually(joined, "the socket with the largest `after` to join the hub")
     other = await stack.socket(job_id)
     message = await other.next()
     assert (message["type"], message["version"]) == ("status", 2)

@@ -10,11 +10,11 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
-from gwstack import Gateway, Stack, WsClient, eventually, gateway_config
+from gwstack import Gateway, Stack, WsClient, gateway_config
+from support import servers
+from support.poll import eventually
 from test_ws import fall_behind, progress, service_target, slow_session, versions
 
-from jobstate.config import ServiceConfig
-from jobstate.server import start_server
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
@@ -127,7 +127,7 @@ async def test_unsubscribe_stops_a_job_and_is_acknowledged(stack: Stack) -> None
     async def empty() -> bool:
         return len(hub) == 0 and not slots.per_job and not slots.per_user
 
-    await eventually(empty)
+    await eventually(empty, "the hub and the socket slots to be empty")
 
 
 async def test_resubscribing_with_after_resumes_without_gap_or_duplicate(stack: Stack) -> None:
@@ -268,7 +268,7 @@ async def test_a_ping_flood_queues_one_pong(stack: Stack) -> None:
         async def all_read() -> bool:
             return metrics.messages_received._value.get() >= pings
 
-        await eventually(all_read, within=60)
+        await eventually(all_read, f"the gateway to read all {pings} pings", within=60)
         queued = metrics.registry.get_sample_value("gateway_ws_messages_queued")
         assert queued is not None and queued <= 1
         assert metrics.overflow_closes._value.get() == 0
@@ -392,7 +392,7 @@ async def test_one_upstream_feed_per_user_shared_by_sockets_and_it_ends_empty(
     async def empty() -> bool:
         return len(feeds) == 0
 
-    await eventually(empty)
+    await eventually(empty, "no user feed left")
 
 
 async def test_a_job_on_the_feed_and_subscribed_arrives_once_per_subscription(
@@ -436,33 +436,27 @@ async def test_after_a_gateway_restart_the_feed_lists_what_happened_meanwhile(
 async def test_a_feed_the_service_refuses_is_a_subscription_error_and_the_socket_stays(
     tmp_path, runpod, s3, http
 ) -> None:
-    config = ServiceConfig(
-        listen="127.0.0.1:0",
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/jobstate.db",
-        environment="development",
-        max_watch_streams=1,  # the gateway's job feed takes it
-    )
-    running = await start_server(config)
-    gateway = Gateway(gateway_config(running.port, runpod, s3))
-    await gateway.start()
-    try:
-        stack = Stack(gateway, http, runpod, s3)
-        job_id = await stack.start_job()
-        ws = await mux(stack)
-        await subscribe(ws, job_id)
-        assert (await ws.next())["version"] == 2
-        await send(ws, {"type": "subscribe", "jobs": "mine"})
-        assert await ws.next() == {"type": "subscribed", "jobs": "mine"}
-        refused = await ws.next()
-        assert {k: refused[k] for k in ("type", "jobs", "code")} == {
-            "type": "subscription_error",
-            "jobs": "mine",
-            "code": 1013,
-        }
-        await progress(stack, job_id, 10)
-        assert (await ws.next())["version"] == 3  # the job's subscription goes on
-        assert len(gateway.services.feeds) == 0
-        await ws.close()
-    finally:
-        await gateway.stop()
-        await running.stop(grace=1)
+    # The one stream the service allows is the gateway's job feed's.
+    async with servers.service(tmp_path, max_watch_streams=1) as running:
+        gateway = Gateway(gateway_config(running.port, runpod, s3))
+        await gateway.start()
+        try:
+            stack = Stack(gateway, http, runpod, s3)
+            job_id = await stack.start_job()
+            ws = await mux(stack)
+            await subscribe(ws, job_id)
+            assert (await ws.next())["version"] == 2
+            await send(ws, {"type": "subscribe", "jobs": "mine"})
+            assert await ws.next() == {"type": "subscribed", "jobs": "mine"}
+            refused = await ws.next()
+            assert {k: refused[k] for k in ("type", "jobs", "code")} == {
+                "type": "subscription_error",
+                "jobs": "mine",
+                "code": 1013,
+            }
+            await progress(stack, job_id, 10)
+            assert (await ws.next())["version"] == 3  # the job's subscription goes on
+            assert len(gateway.services.feeds) == 0
+            await ws.close()
+        finally:
+            await gateway.stop()

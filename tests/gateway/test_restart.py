@@ -2,80 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from gwstack import S3, FakeRunPod, Gateway, Stack, eventually, free_port, gateway_config
-
-
-class ServiceProcess:
-    """`jobstate serve` as a child process on a fixed port and database."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.port = free_port()
-        self.database = f"sqlite+aiosqlite:///{tmp_path}/jobstate.db"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        env = {**os.environ, "ENVIRONMENT": "development"}
-        self.process = await asyncio.create_subprocess_exec(
-            *[
-                sys.executable,
-                "-m",
-                "jobstate_cli",
-                "serve",
-                "--listen",
-                f"127.0.0.1:{self.port}",
-                "--database-url",
-                self.database,
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-
-            async def serving() -> bool:
-                assert self.process is not None and self.process.returncode is None
-                try:
-                    answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                except grpc.aio.AioRpcError:
-                    return False
-                return answer.status == health_pb2.HealthCheckResponse.SERVING
-
-            await eventually(serving, within=30)
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            await asyncio.wait_for(self.process.wait(), 20)
+from gwstack import S3, Gateway, Stack, gateway_config
+from support.fakerunpod import FakeRunPod
+from support.poll import eventually
+from support.processes import ServeProcess
+from support.servers import sqlite_url
 
 
 @pytest.fixture
-async def service_process(tmp_path: Path) -> AsyncIterator[ServiceProcess]:
-    process = ServiceProcess(tmp_path)
+async def service_process(tmp_path: Path) -> AsyncIterator[ServeProcess]:
+    process = ServeProcess(database_url=sqlite_url(tmp_path), log_path=tmp_path / "serve.log")
     await process.start()
     yield process
     await process.stop()
 
 
 async def test_kill_9_of_the_service_loses_no_message(
-    service_process: ServiceProcess, runpod: FakeRunPod, s3: S3, http: aiohttp.ClientSession
+    service_process: ServeProcess, runpod: FakeRunPod, s3: S3, http: aiohttp.ClientSession
 ) -> None:
     config = gateway_config(service_process.port, runpod, s3)
     gateway = Gateway(config)
@@ -96,13 +44,15 @@ async def test_kill_9_of_the_service_loses_no_message(
         await service_process.kill()
         status, body = await stack.callback(job_id, {"status": "progress", "progress": 30})
         assert status == 503, body
+        # Again on its port (the gateway's target names it), however long another socket
+        # that took the port meanwhile keeps it.
         await service_process.start()
 
         async def accepted() -> bool:
             got, _ = await stack.callback(job_id, {"status": "progress", "progress": 30})
             return got == 200
 
-        await eventually(accepted, within=30)
+        await eventually(accepted, "the gateway to reach the restarted service")
         await stack.callback(job_id, {"status": "progress", "progress": 40})
         await stack.callback(
             job_id, {"status": "complete", "output_key": f"exports/{job_id}/k.mp4"}

@@ -5,7 +5,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from gwstack import Stack, free_port
+from gwstack import Stack
+from support.ports import free_port
 
 ECHO = "<img src=x onerror=alert(1)> quota of account ops@example.com exceeded"
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from gwstack import S3, FakeRunPod, Gateway, Stack, gateway_config
+from gwstack import S3, Gateway, Stack, gateway_config
+from support.fakerunpod import FakeRunPod
 
 from jobstate.config import ServiceConfig
 from jobstate.server import RunningServer, start_server

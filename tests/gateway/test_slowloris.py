@@ -9,7 +9,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from gwstack import S3, FakeRunPod, Gateway, gateway_config
+from gwstack import S3, Gateway, gateway_config
+from support.fakerunpod import FakeRunPod
 
 from jobstate.server import RunningServer
 

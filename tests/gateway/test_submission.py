@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from gwstack import WAIT, Stack
-from support.poll import until
+from support.poll import eventually
 from support.tcpproxy import TcpProxy
 
 from jobstate.client import JobStateClient
@@ -95,6 +95,6 @@ async def test_the_service_unreachable_after_run_is_retried_not_resubmitted(
     async def recorded() -> bool:
         return (await direct.get_job(job_id)).external_id == submission["id"]
 
-    await until(recorded, what="the RunPod id to be recorded once the service is back")
+    await eventually(recorded, what="the RunPod id to be recorded once the service is back")
     assert await stack.post(START, json={"clip": "a"}, headers=key) == again
     assert len(runs(stack)) == 1

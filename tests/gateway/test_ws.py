@@ -8,7 +8,8 @@ import socket
 import aiohttp
 import grpc
 import pytest
-from gwstack import Stack, eventually
+from gwstack import Stack
+from support.poll import eventually
 
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
@@ -164,7 +165,7 @@ async def test_one_shared_stream_per_job_and_the_hub_ends_empty(stack: Stack) ->
     async def empty() -> bool:
         return len(hub) == 0 and stack.gateway.services.metrics.watch_streams._value.get() == 0
 
-    await eventually(empty)
+    await eventually(empty, "the hub and the watch-stream gauge to be empty")
 
 
 async def test_replay_after_version_from_buffer_and_from_history(stack: Stack) -> None:
@@ -206,7 +207,7 @@ async def joined(stack: Stack, jobs: int = 1) -> None:
     async def holds() -> bool:
         return len(hub) == jobs
 
-    await eventually(holds)
+    await eventually(holds, f"the gateway's hub to hold {jobs} job(s)")
 
 
 async def test_a_socket_without_after_is_greeted_though_the_first_one_had_after(
@@ -240,7 +241,9 @@ async def test_a_replay_stream_ends_once_its_socket_caught_up_on_a_quiet_job(
     async def no_replays() -> bool:
         return replays._value.get() == 0
 
-    await eventually(no_replays)  # the job has not changed: nothing else could end it
+    await eventually(
+        no_replays, "no replay stream left"
+    )  # the job has not changed: nothing else could end it
     await progress(stack, job_id, 30)
     for ws in (first, behind):
         assert versions([await ws.next()]) == [5]
@@ -396,7 +399,7 @@ async def test_a_ping_flood_from_a_client_that_never_reads_queues_one_pong(stack
         async def all_read() -> bool:
             return metrics.messages_received._value.get() >= pings
 
-        await eventually(all_read, within=60)
+        await eventually(all_read, f"the gateway to read all {pings} pings", within=60)
         queued = metrics.registry.get_sample_value("gateway_ws_messages_queued")
         assert queued is not None and queued <= 1  # the one pending pong
         kinds = []

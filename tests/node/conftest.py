@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from browser.system import FakeRunPod, System, s3_server
+from browser.system import System, s3_server
+from support.fakerunpod import FakeRunPod
 
 from node.noderun import HARNESS, NODE, NodeRun
 
@@ -46,7 +47,7 @@ async def runpod() -> AsyncIterator[FakeRunPod]:
     try:
         yield fake
     finally:
-        await fake.stop()
+        await fake.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from browser.system import FakeRunPod, System
+from browser.system import System
+from support.fakerunpod import FakeRunPod
 
 from node.noderun import NODE, has_global_websocket_flag
 
@@ -43,7 +44,7 @@ async def test_rest_client_works_when_required(system: System, runpod: FakeRunPo
     assert code == 0, str(node)
     run = await runpod.next_submission()
     assert f"/api/jobs/{job_id}/" in run["callback_url"]
-    assert runpod.submissions.empty(), "the repeated start (same Idempotency-Key) submitted again"
+    assert runpod.submitted.empty(), "the repeated start (same Idempotency-Key) submitted again"
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from support.fakerunpod import FakeRunPod
-from support.poll import until
-from support.servers import REPO, service
+from support.poll import eventually
+from support.processes import REPO
+from support.servers import service
 
 from gateway.reconcile import ReconcileConfig, run_until
 from jobstate.client import JobStateClient, Status
@@ -55,7 +56,7 @@ async def test_reconcile_command_settles_quiet_jobs_then_exits_on_sigterm(
             async def complete() -> bool:
                 return (await client.get_job(job.job_id)).status == Status.COMPLETE
 
-            await until(complete, what="the reconciler to complete the job")
+            await eventually(complete, what="the reconciler to complete the job")
             proc.send_signal(signal.SIGTERM)
             async with asyncio.timeout(30):
                 _, stderr = await proc.communicate()
@@ -67,7 +68,7 @@ async def test_reconcile_command_settles_quiet_jobs_then_exits_on_sigterm(
     assert proc.returncode == 0, stderr.decode()
     assert f"exports/{job.job_id}/x.mp4".encode() in stderr  # the outcome is logged
     assert TOKEN.encode() not in stderr and b"rp-key" not in stderr
-    assert ("GET", "/status/rp-9", "Bearer rp-key") in fake_runpod.requests
+    assert ("GET", "/status/rp-9", "Bearer rp-key") in fake_runpod.calls()
 
 
 async def reconcile_outcome(**env: str) -> tuple[int | None, str]:

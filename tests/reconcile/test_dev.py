@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import grpc
-from support.poll import until
-from support.servers import REPO, free_port
+from support.poll import eventually
+from support.processes import REPO
 
 from gateway.verdicts import NEVER_SUBMITTED
 from jobstate.v1 import jobstate_pb2 as pb
@@ -22,7 +22,7 @@ async def test_dev_reconciles_a_job_that_was_never_submitted(tmp_path: Path) -> 
     env.pop("ENVIRONMENT", None)
     env.update(
         JOBSTATE_LISTEN="127.0.0.1:0",
-        GATEWAY_LISTEN=f"127.0.0.1:{free_port()}",
+        GATEWAY_LISTEN="127.0.0.1:0",
         JOBSTATE_STALE_AFTER="0.05",
         JOBSTATE_RECONCILE_INTERVAL="0.1",
         PYTHONPATH=str(REPO),
@@ -47,7 +47,7 @@ async def test_dev_reconciles_a_job_that_was_never_submitted(tmp_path: Path) -> 
                 reply = await client.GetJob(pb.GetJobRequest(job_id=job.job_id), timeout=10)
                 return reply.job.status == pb.JOB_STATUS_ERROR
 
-            await until(settled, what="jobstate dev's reconciler to fail the unsubmitted job")
+            await eventually(settled, what="jobstate dev's reconciler to fail the unsubmitted job")
             reply = await client.GetJob(pb.GetJobRequest(job_id=job.job_id), timeout=10)
         assert reply.job.error == NEVER_SUBMITTED
         proc.send_signal(signal.SIGTERM)

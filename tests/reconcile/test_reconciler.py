@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from support.fakerunpod import FakeRunPod
-from support.poll import until
+from support.poll import eventually
 
 from gateway.metrics import Metrics
 from gateway.reconcile import Reconciler
@@ -159,7 +159,7 @@ async def test_applies_what_runpod_knows(
         job.version + 1,
     )
     assert summary == {"examined": 1, outcome: 1}
-    assert fake_runpod.requests == [("GET", "/status/rp-1", f"Bearer {API_KEY}")]
+    assert fake_runpod.calls() == [("GET", "/status/rp-1", f"Bearer {API_KEY}")]
 
 
 @pytest.mark.parametrize("runpod_status", ["IN_QUEUE", "IN_PROGRESS", "SOMETHING_NEW"])
@@ -193,7 +193,7 @@ async def test_fresh_and_finished_jobs_are_not_touched(
     summary = await reconciler(client, runpod).run_once()
 
     assert summary == {"examined": 1, "failed": 1}  # only the unfinished one
-    assert fake_runpod.requests == [("GET", "/status/rp-fresh", f"Bearer {API_KEY}")]
+    assert fake_runpod.calls() == [("GET", "/status/rp-fresh", f"Bearer {API_KEY}")]
     assert (await client.get_job(done.job_id)).status == Status.COMPLETE
     assert (await client.get_job(fresh.job_id)).status == Status.ERROR
 
@@ -206,7 +206,7 @@ async def test_pending_job_never_submitted_fails_without_asking_runpod(
     assert await reconciler(client, runpod).run_once() == {"examined": 1, "failed": 1}
     after = await client.get_job(job.job_id)
     assert (after.status, after.error) == (Status.ERROR, NEVER_SUBMITTED)
-    assert fake_runpod.requests == []
+    assert fake_runpod.calls() == []
 
 
 async def test_past_the_hard_deadline_fails_and_cancels_on_runpod(
@@ -386,7 +386,7 @@ async def test_the_loop_survives_a_failed_round_and_stops_when_told(
         async def completed() -> bool:
             return (await client.get_job(job.job_id)).status == Status.COMPLETE
 
-        await until(completed, what="a later round to complete the job")
+        await eventually(completed, what="a later round to complete the job")
         stop.set()
         await asyncio.wait_for(loop, 10)
     finally:
@@ -409,7 +409,7 @@ async def test_an_external_id_that_is_not_a_runpod_id_never_reaches_runpod(
 
     assert summary == {"examined": 1, "failed": 1}
     assert (await client.get_job(job.job_id)).status == Status.ERROR
-    assert fake_runpod.requests == []
+    assert fake_runpod.calls() == []
 
 
 async def test_runpods_failure_text_is_logged_not_shown(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from support.poll import until
+from support.poll import eventually
 from support.postgres import database_url
 from support.servers import create_job, history, service, stub
 
@@ -97,7 +97,7 @@ async def test_finished_jobs_lose_progress_events_and_keep_the_rest(
         async def compacted() -> bool:
             return await progress_count(server, "done") == 0
 
-        await until(compacted, what="the finished job's progress events to be compacted")
+        await eventually(compacted, what="the finished job's progress events to be compacted")
 
         assert await event_types(server, "done") == [
             (1, "created"),
@@ -147,7 +147,7 @@ async def test_job_retention_removes_finished_jobs_only(
             listed = await client.ListJobs(pb.ListJobsRequest(user_id="u1"), timeout=10)
             return [j.job_id for j in listed.jobs] == ["running"]
 
-        await until(removed, what="the finished job to be removed")
+        await eventually(removed, what="the finished job to be removed")
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await client.GetJob(pb.GetJobRequest(job_id="failed"), timeout=10)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
@@ -173,7 +173,7 @@ async def test_a_chatty_job_keeps_only_its_latest_progress_events(
         async def bounded() -> bool:
             return await progress_count(server, "chatty") <= 10
 
-        await until(bounded, what="the chatty job's history to be bounded")
+        await eventually(bounded, what="the chatty job's history to be bounded")
 
         versions = [v for v, _ in await event_types(server, "chatty")]
         assert versions == [1, 2, *range(33, 43)]

@@ -20,7 +20,7 @@ import grpc
 import pytest
 from sqlalchemy.engine import URL
 from support.postgres import scratch_database
-from support.servers import REPO, ServeProcess, wait_serving
+from support.processes import ServeProcess
 
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
@@ -35,17 +35,6 @@ RELAY_QUERIES = (LISTEN_QUERY, "SELECT 1")
 def dsn(url: URL) -> str:
     """An asyncpg DSN for a SQLAlchemy URL."""
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@dataclass
-class HostedServeProcess(ServeProcess):
-    """`jobstate serve` on a given loopback host (ServeProcess always uses 127.0.0.1)."""
-
-    host: str = "127.0.0.1"
-
-    @property
-    def target(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 @dataclass
@@ -67,8 +56,7 @@ class Replica:
 
     @property
     def pid(self) -> int:
-        assert self.process.proc is not None
-        return self.process.proc.pid
+        return self.process.pid
 
     async def kill(self) -> None:
         """SIGKILL, as `kill -9` does: no drain, no goodbye to clients or the database."""
@@ -76,14 +64,7 @@ class Replica:
 
     async def restart(self) -> None:
         """Start again on the same port (clients' targets name it), wait until SERVING."""
-        process = self.process
-        env = {**os.environ, "ENVIRONMENT": "development", **process.env}
-        assert process.log_path is not None
-        with process.log_path.open("ab") as log:
-            process.proc = await asyncio.create_subprocess_exec(
-                *process.command(), cwd=REPO, env=env, stdout=log, stderr=log
-            )
-        await wait_serving(process.target)
+        await self.process.start()
 
     async def close(self) -> None:
         # NOTE: SIGKILL, not a drain: graceful shutdown is tested elsewhere, and a drain per
@@ -107,7 +88,7 @@ class Cluster:
         started = [
             Replica(
                 f"replica{len(self.replicas) + i + 1}",
-                ServeProcess(url, env=env),
+                ServeProcess(database_url=url, env=env),
             )
             for i in range(count)
         ]
@@ -126,7 +107,7 @@ class Cluster:
         started = []
         for host, port in addresses:
             name = f"replica{len(self.replicas) + 1}"
-            process = HostedServeProcess(url, env=env, host=host, port=port)
+            process = ServeProcess(database_url=url, env=env, host=host, port=port)
             process.log_path = self.logs / f"{name}.log"
             replica = Replica(name, process)
             self.replicas.append(replica)

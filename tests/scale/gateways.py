@@ -1,7 +1,8 @@
-"""`jobstate gateway` processes and browser-like clients for the scale tests.
+"""Gateway settings and browser-like clients for the scale tests.
 
-Each gateway is a real subprocess configured only through its command line and environment,
-as in production; sockets are aiohttp WebSocket clients whose messages are pumped into a list.
+Each gateway is a real `jobstate gateway` subprocess (`support.processes.GatewayProcess`)
+configured only through its command line and environment, as in production; sockets are
+aiohttp WebSocket clients whose messages are pumped into a list.
 """
 
 from __future__ import annotations
@@ -9,16 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-from support.servers import REPO, free_port
+from support.processes import GatewayProcess
 
 from gateway.auth import CallbackAuth, UserAuth
 
@@ -38,66 +33,6 @@ def gateway_env(**extra: str) -> dict[str, str]:
         "SIMWORKER_STEP_SECONDS": "3600",
         **extra,
     }
-
-
-@dataclass
-class GatewayProcess:
-    """`jobstate gateway` on a free loopback port; `start()` waits for /healthz 200."""
-
-    args: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    log_path: Path | None = None
-    port: int = 0
-    proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self, http: aiohttp.ClientSession, within: float = WAIT) -> None:
-        """Start on `port` (a free one when 0); the environment may override the public URL."""
-        self.port = self.port or free_port()
-        env = {**os.environ, "GATEWAY_PUBLIC_URL": self.url, **self.env}
-        command = [sys.executable, "-m", "jobstate_cli", "gateway"]
-        command += ["--listen", f"127.0.0.1:{self.port}", *self.args]
-        log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *command, cwd=REPO, env=env, stdout=log, stderr=log
-            )
-        finally:
-            if self.log_path:
-                log.close()  # type: ignore[union-attr]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while True:
-            if self.proc.returncode is not None:
-                raise AssertionError(
-                    f"gateway exited with {self.proc.returncode}: {self.log()[-2000:]}"
-                )
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{self.url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            if loop.time() > deadline:
-                await self.stop()
-                raise AssertionError(f"gateway unhealthy for {within} s: {self.log()[-2000:]}")
-            await asyncio.sleep(0.1)
-
-    def log(self) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return self.log_path.read_text(errors="replace")
-
-    async def stop(self) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.terminate()
-        try:
-            await asyncio.wait_for(self.proc.wait(), 20)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
 
 
 def bearer(user: str) -> dict[str, str]:

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support.poll import until
-from support.servers import free_port
+from support.poll import eventually
+from support.ports import free_port
+from support.processes import GatewayProcess
 
 from jobstate.v1 import jobstate_pb2 as pb
 
 from .conftest import Cluster, Replica, tcp_peers
 from .fakedns import FakeDns
-from .gateways import Browser, GatewayProcess, callback, gateway_env
+from .gateways import Browser, callback, gateway_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,14 +49,13 @@ async def gateway(
 ) -> AsyncIterator[GatewayProcess]:
     target = dns.target(NAME, replicas[0].process.port)
     process = GatewayProcess(env=gateway_env(JOBSTATE_TARGET=target), log_path=tmp_path / "gw.log")
-    await process.start(http)
+    await process.start()
     yield process
     await process.stop()
 
 
 def connected(gateway: GatewayProcess, replicas: list[Replica]) -> list[Replica]:
-    assert gateway.proc is not None
-    peers = tcp_peers(gateway.proc.pid)
+    peers = tcp_peers(gateway.pid)
     return [r for r in replicas if (r.process.host, r.process.port) in peers]
 
 
@@ -95,4 +95,4 @@ async def test_a_dns_target_spreads_calls_over_every_record(
     async def both() -> bool:
         return len(connected(gateway, replicas)) == len(replicas)
 
-    await until(both, within=5, what="gateway connections to both replicas")
+    await eventually(both, within=5, what="gateway connections to both replicas")

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from support.processes import GatewayProcess
 
 from jobstate.v1 import jobstate_pb2 as pb
 
 from .conftest import Cluster, Replica
-from .gateways import Browser, GatewayProcess, Socket, callback, gateway_env
+from .gateways import Browser, Socket, callback, gateway_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,7 +34,7 @@ async def start_gateway(http: aiohttp.ClientSession, tmp_path: Path) -> AsyncIte
         name = f"gateway{len(started)}.log"
         gateway = GatewayProcess(args=args, env=gateway_env(**env), log_path=tmp_path / name)
         started.append(gateway)
-        await gateway.start(http)
+        await gateway.start()
         return gateway
 
     yield start

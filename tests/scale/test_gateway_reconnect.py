@@ -13,11 +13,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support.poll import until
+from support.poll import eventually
+from support.processes import GatewayProcess
 from support.tcpproxy import TcpProxy
 
 from .conftest import Cluster, tcp_peers
-from .gateways import Browser, GatewayProcess, gateway_env
+from .gateways import Browser, gateway_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,16 +34,15 @@ async def test_a_request_waits_for_a_reconnecting_replica_instead_of_failing_at_
         log_path=tmp_path / "gw.log",
     )
     try:
-        await gateway.start(http)
+        await gateway.start()
         browser = Browser(http)
         job_id = await browser.start_job(gateway, {"clip": "reconnect"})
 
         async def gateway_lost_replica_1() -> bool:
-            assert gateway.proc is not None
-            return ("127.0.0.1", proxy.port) not in tcp_peers(gateway.proc.pid)
+            return ("127.0.0.1", proxy.port) not in tcp_peers(gateway.pid)
 
         proxy.disconnect()  # replica 1 unreachable: the channel backs off reconnecting to it
-        await until(gateway_lost_replica_1, what="the gateway to lose replica 1")
+        await eventually(gateway_lost_replica_1, what="the gateway to lose replica 1")
         assert await two.process.stop() == 0  # replica 2 drains and leaves ...
         proxy.restore()  # ... just as replica 1 is reachable again
         status, body = await browser.get(gateway, f"/api/jobs/{job_id}")

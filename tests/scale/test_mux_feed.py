@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from support.poll import until
+from support.poll import eventually
 
 from gateway.auth import UserAuth
 
@@ -40,7 +40,7 @@ async def test_the_feed_and_subscriptions_carry_changes_made_on_another_replica(
     ]
     try:
         for gateway in gateways:
-            await gateway.start(http)
+            await gateway.start()
         near, far = gateways
         browser = Browser(http, "feed-user")
         first = await browser.start_job(far, {"clip": "a"})
@@ -53,7 +53,7 @@ async def test_the_feed_and_subscriptions_carry_changes_made_on_another_replica(
         async def listed_arrived() -> bool:
             return any(m["type"] == "jobs" for m in sock.messages)
 
-        await until(listed_arrived, what="the feed's jobs list")
+        await eventually(listed_arrived, "the feed's jobs list")
         listed = [m for m in sock.messages if m["type"] == "jobs"]
         assert [(j["job_id"], j["version"]) for j in listed[0]["jobs"]] == [(first, 2)]
 
@@ -66,7 +66,7 @@ async def test_the_feed_and_subscriptions_carry_changes_made_on_another_replica(
             # first's 2..5 from its subscription, 3..5 from the feed; second's CREATED
             return len(of(sock.messages, first)) >= 7 and bool(of(sock.messages, second))
 
-        await until(all_arrived, what="every version of both subscriptions")
+        await eventually(all_arrived, "every version of both subscriptions")
         feed_created = [m for m in of(sock.messages, second) if m["version"] == 1]
         assert feed_created and feed_created[0]["status"] == "pending", sock.messages
         versions = [m["version"] for m in of(sock.messages, first)]

@@ -15,7 +15,7 @@ import asyncpg
 import grpc
 import pytest
 from sqlalchemy.engine import URL
-from support.poll import until
+from support.poll import eventually
 
 from jobstate.v1 import jobstate_pb2 as pb
 
@@ -180,7 +180,7 @@ async def test_events_written_while_the_listen_connection_is_down_are_caught_up(
     async def listener_up() -> bool:
         return len(await relay_backends(admin, one, port)) == 1
 
-    await until(listener_up, what="replica 1's LISTEN connection in pg_stat_activity")
+    await eventually(listener_up, what="replica 1's LISTEN connection in pg_stat_activity")
     acked: list[pb.Job] = []
     # Cut replica 1's LISTEN connection and write through replica 2 until a write is
     # acknowledged while replica 1 has no listener (its notification is lost for good).
@@ -195,7 +195,7 @@ async def test_events_written_while_the_listen_connection_is_down_are_caught_up(
 
     items = await stream.until_version(acked[-1].version)
     assert [content(i.job) for i in items[2:]] == [content(job) for job in acked]
-    await until(listener_up, what="replica 1 to LISTEN again")
+    await eventually(listener_up, what="replica 1 to LISTEN again")
     # And live delivery works again after the reconnect.
     last = await complete(two, "relay")
     assert await stream.end() == grpc.StatusCode.OK

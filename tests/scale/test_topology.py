@@ -17,11 +17,12 @@ import aiohttp
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
-from support.servers import free_port
+from support.ports import free_port
+from support.processes import GatewayProcess
 
 from .conftest import Cluster
 from .fakedns import FakeDns
-from .gateways import Browser, GatewayProcess, gateway_env
+from .gateways import Browser, gateway_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -72,7 +73,7 @@ async def test_job_started_on_gateway_1_completes_on_a_socket_of_gateway_2(
         )
         gateways.append(GatewayProcess(env=env, port=port, log_path=tmp_path / f"gw{index}.log"))
     try:
-        await asyncio.gather(*(gateway.start(http) for gateway in gateways))
+        await asyncio.gather(*(gateway.start() for gateway in gateways))
         browser = Browser(http)
         job_id = await browser.start_job(gateways[0], {"clip": "topology", "overlay": "score"})
         token_query = {"after": "1"}  # replay from creation: every event, however fast the job

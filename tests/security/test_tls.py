@@ -11,7 +11,8 @@ import aiohttp
 import grpc
 import pytest
 from support.certs import self_signed
-from support.servers import ServeProcess, run_serve, service, sqlite_url
+from support.processes import ServeProcess, run_serve
+from support.servers import service, sqlite_url
 
 from gateway.config import GatewayConfig
 from gateway.reconcile import ReconcileConfig, Reconciler
@@ -63,9 +64,11 @@ async def test_tls_with_token_serves_trusting_clients_only(tmp_path: Path) -> No
 async def test_serve_command_takes_tls_flags(tmp_path: Path) -> None:
     pair = self_signed(tmp_path / "tls")
     proc = ServeProcess(
-        sqlite_url(tmp_path), args=("--tls-cert", str(pair.cert), "--tls-key", str(pair.key))
+        database_url=sqlite_url(tmp_path),
+        args=("--tls-cert", str(pair.cert), "--tls-key", str(pair.key)),
+        credentials=grpc.ssl_channel_credentials(root_certificates=pair.cert_pem),
     )
-    await proc.start(credentials=grpc.ssl_channel_credentials(root_certificates=pair.cert_pem))
+    await proc.start()
     try:
         creds = grpc.ssl_channel_credentials(root_certificates=pair.cert_pem)
         async with grpc.aio.secure_channel(proc.target, creds) as channel:

@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import signal
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +23,7 @@ import asyncpg
 import grpc
 import pytest
 from sqlalchemy.engine import make_url
+from support.processes import ServeProcess
 
 from jobstate.config import ServiceConfig
 from jobstate.server import RunningServer, start_server
@@ -178,20 +175,6 @@ def sqlite_stub(
 # --- helpers ------------------------------------------------------------------------------
 
 
-async def eventually(predicate: Callable[[], bool | Awaitable[bool]], what: str) -> None:
-    """Poll until `predicate` holds; fail naming `what` after WAIT seconds."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        result = predicate()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting until {what}")
-        await asyncio.sleep(0.01)
-
-
 async def create_job(stub: pb_grpc.JobStateServiceStub, job_id: str = "", **fields: Any) -> pb.Job:
     fields.setdefault("user_id", "u1")
     fields.setdefault("kind", "overlay")
@@ -274,55 +257,14 @@ def log_of(messages: list[pb.WatchJobResponse]) -> list[tuple[str, int]]:
 
 # --- `jobstate serve` subprocesses ----------------------------------------------------------
 
-
-@dataclass
-class ServeProcess:
-    proc: asyncio.subprocess.Process
-    port: int = 0
-    stderr: list[str] = field(default_factory=list)
-    _reader: asyncio.Task[None] | None = None
-    _listening: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def _read(self) -> None:
-        assert self.proc.stderr is not None
-        while line := await self.proc.stderr.readline():
-            text = line.decode(errors="replace").rstrip("\n")
-            self.stderr.append(text)
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                message = json.loads(text).get("msg", "")
-                if message.startswith("jobstate serve listening on "):
-                    self.port = int(message.rsplit(":", 1)[1])
-                    self._listening.set()
-
-    async def wait_listening(self) -> int:
-        waiter = asyncio.ensure_future(self._listening.wait())
-        exited = asyncio.ensure_future(self.proc.wait())
-        await asyncio.wait({waiter, exited}, timeout=PROCESS_WAIT, return_when="FIRST_COMPLETED")
-        waiter.cancel()
-        exited.cancel()
-        if not self._listening.is_set():
-            pytest.fail("jobstate serve did not start:\n" + "\n".join(self.stderr))
-        return self.port
-
-    def kill(self, signum: int = signal.SIGKILL) -> None:
-        self.proc.send_signal(signum)
-
-    async def wait(self) -> int:
-        code = await asyncio.wait_for(self.proc.wait(), PROCESS_WAIT)
-        if self._reader is not None:
-            await asyncio.wait_for(self._reader, PROCESS_WAIT)
-        return code
-
-
 SpawnFactory = Callable[..., Awaitable[ServeProcess]]
 
 
 @pytest.fixture
 async def spawn() -> AsyncIterator[SpawnFactory]:
-    """Start `jobstate serve` subprocesses (`await spawn(*args, env=..., listening=True)`);
-    `program` is the `jobstate` command to run (another release's, say).
-
-    The environment is ours minus JOBSTATE_* variables, with ENVIRONMENT=development, then `env`.
+    """Start `jobstate serve` subprocesses (`await spawn(*args, env=..., listening=True)`): the
+    arguments are the test's own (--listen included); `program` is the `jobstate` command to
+    run (another release's, say). The environment is `support.processes.child_env(env)`.
 
     With listening=True it waits for the "listening" log line and reads the port from it.
     Every process still running afterwards is killed and reaped.
@@ -335,33 +277,16 @@ async def spawn() -> AsyncIterator[SpawnFactory]:
         listening: bool = True,
         program: tuple[str, ...] = (str(JOBSTATE),),
     ) -> ServeProcess:
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("JOBSTATE_")}
-        environ["ENVIRONMENT"] = "development"
-        for name, value in (env or {}).items():  # None removes a variable
-            environ.pop(name, None)
-            if value is not None:
-                environ[name] = value
-        proc = await asyncio.create_subprocess_exec(
-            *program,
-            "serve",
-            *args,
-            env=environ,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        serve = ServeProcess(proc)
-        serve._reader = asyncio.create_task(serve._read())
+        serve = ServeProcess(args=args, env=env or {}, listen=False, program=program)
         procs.append(serve)
+        serve.launch()
         if listening:
-            await serve.wait_listening()
+            await serve.wait_listening(PROCESS_WAIT)
         return serve
 
     yield _spawn
     for serve in procs:
-        if serve.proc.returncode is None:
-            serve.proc.kill()
-        await serve.wait()
+        await serve.kill()
 
 
 async def history(stub: pb_grpc.JobStateServiceStub, job_id: str) -> list[tuple[str, int]]:

@@ -182,7 +182,7 @@ async def run_bad(spawn: SpawnFactory, db: str, flags: dict[str, str], env: Env)
     args = _flags({"database_url": db} | flags)
     serve = await spawn(*args, env=env, listening=False)
     code = await serve.wait()
-    return code, [line for line in serve.stderr if line.strip()]
+    return code, [line for line in serve.output if line.strip()]
 
 
 async def test_bad_configuration_stops_the_process_with_one_clear_line(
@@ -256,7 +256,7 @@ async def test_unreachable_database_stops_with_a_clear_last_line(spawn: SpawnFac
 
 async def run_good(spawn: SpawnFactory, flags: dict[str, str], env: Env) -> tuple[bool, int]:
     serve = await spawn(*_flags(flags), env=env)
-    serve.kill(signal.SIGTERM)
+    serve.send_signal(signal.SIGTERM)
     return serve.port > 0, await serve.wait()
 
 

@@ -95,7 +95,7 @@ async def test_kill_9_loses_no_acknowledged_change_and_watchers_resume(
     assert log_of(await watch.until(1)) == [("SNAPSHOT", 1)]
 
     flood = Flood(stub, enough=300)
-    await flood.run_until(lambda: first.kill(signal.SIGKILL))
+    await flood.run_until(lambda: first.send_signal(signal.SIGKILL))
     acks, codes = flood.acks, flood.codes
     assert await first.wait() == -signal.SIGKILL
     assert set(codes) == {grpc.StatusCode.UNAVAILABLE}
@@ -136,7 +136,7 @@ async def test_sigterm_ends_watch_streams_cleanly_and_exits_0(
         assert log_of(await watch.until(1)) == [("SNAPSHOT", 1)]
 
     flood = Flood(stub, enough=100)
-    await flood.run_until(lambda: serve.kill(signal.SIGTERM))
+    await flood.run_until(lambda: serve.send_signal(signal.SIGTERM))
     acks, codes = flood.acks, flood.codes
     assert await serve.wait() == 0
     # RPCs the server had started were drained (acknowledged); later ones were refused with
@@ -149,7 +149,7 @@ async def test_sigterm_ends_watch_streams_cleanly_and_exits_0(
     for got in logs:  # every stream had strictly increasing, contiguous versions
         versions = [m.job.version for m in got]
         assert versions == list(range(2, 2 + len(versions)))
-    assert not any("Traceback" in line for line in serve.stderr), serve.stderr
+    assert not any("Traceback" in line for line in serve.output), serve.output
 
     again = await spawn("--listen", "127.0.0.1:0", "--database-url", url)
     stub = Stub(connect(again.port))

@@ -23,8 +23,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, inspect
 from sqlalchemy.engine import make_url
-from support.poll import until
-from support.servers import REPO, free_port
+from support.poll import eventually
+from support.processes import REPO
 
 from jobstate import migrate, schema
 from jobstate.v1 import jobstate_pb2 as pb
@@ -76,7 +76,7 @@ async def test_serve_creates_an_empty_database_at_head_without_being_asked(
     # scripts that cannot pass --migrate (the side-by-side benchmark) just start.
     serve = await spawn(*LISTEN, "--database-url", database_url)
 
-    assert schema_messages(serve.stderr) == [
+    assert schema_messages(serve.output) == [
         f"database schema: created the schema at revision {HEAD} (the database was empty)"
     ]
     assert await versions(database_url) == [HEAD]
@@ -156,7 +156,7 @@ async def test_a_release_0_1_database_is_refused_by_serve_and_adopted_by_migrate
     request = pb.CreateJobRequest(user_id="u1", kind="k", idempotency_key="dup")
     again = (await stub.CreateJob(request, timeout=WAIT)).job
 
-    assert (refused_code, refused.stderr) == (
+    assert (refused_code, refused.output) == (
         1,
         [
             f"jobstate serve: the database {where(database_url)} has jobstate's tables but no "
@@ -204,14 +204,14 @@ async def test_two_replicas_starting_together_with_migrate_migrate_once(
             )
             return waiting == 2
 
-        await until(both_wait, within=PROCESS_WAIT, what="both replicas to wait for the lock")
+        await eventually(both_wait, within=PROCESS_WAIT, what="both replicas to wait for the lock")
         await holder.execute("SELECT pg_advisory_unlock($1)", migrate.SCHEMA_LOCK)
         for replica in replicas:
             await replica.wait_listening()
     finally:
         await holder.close()
 
-    messages = sorted(m for r in replicas for m in schema_messages(r.stderr))
+    messages = sorted(m for r in replicas for m in schema_messages(r.output))
     assert messages == [
         "database schema: adopted a database made before schema versions (release 0.1.0): 2 "
         f"duplicate idempotency key(s) given up, keys made unique, stamped {migrate.BASELINE}; "
@@ -248,7 +248,7 @@ async def test_migrate_sql_prints_the_sql_and_touches_nothing(
     assert (code, err, nothing_made) == (0, [], True)
     assert "CREATE TABLE jobs (" in script and "CREATE TABLE job_events (" in script
     assert f"INSERT INTO alembic_version (version_num) VALUES ('{HEAD}')" in script
-    assert schema_messages(serve.stderr) == [
+    assert schema_messages(serve.output) == [
         f"database schema: already at revision {HEAD}, this release's head; nothing to do"
     ]
 
@@ -298,7 +298,7 @@ async def test_dev_migrates_the_database_it_is_given(tmp_path: Path) -> None:
     await make_v010_database(url)
     env = {k: v for k, v in environ().items() if not k.startswith("GATEWAY_")}
     env.pop("ENVIRONMENT")
-    env |= {"JOBSTATE_LISTEN": "127.0.0.1:0", "GATEWAY_LISTEN": f"127.0.0.1:{free_port()}"}
+    env |= {"JOBSTATE_LISTEN": "127.0.0.1:0", "GATEWAY_LISTEN": "127.0.0.1:0"}
     dev = await asyncio.create_subprocess_exec(
         str(JOBSTATE),
         "dev",

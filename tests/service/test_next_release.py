@@ -67,7 +67,7 @@ async def test_the_next_release_upgrades_a_database_of_this_release(
         pb.ReportProgressRequest(job_id="j", progress=30, message="m"), timeout=WAIT
     )
     before = (await stub.GetJob(pb.GetJobRequest(job_id="j"), timeout=WAIT)).job
-    this.kill(signal.SIGTERM)
+    this.send_signal(signal.SIGTERM)
     assert await this.wait() == 0
 
     behind = await spawn(*LISTEN, *url, program=next_release, listening=False)
@@ -79,7 +79,7 @@ async def test_the_next_release_upgrades_a_database_of_this_release(
             pb.GetJobRequest(job_id="j"), timeout=WAIT
         )
     ).job
-    nxt.kill(signal.SIGTERM)
+    nxt.send_signal(signal.SIGTERM)
     assert await nxt.wait() == 0
     ahead = await spawn(*LISTEN, *url, listening=False)
     ahead_code = await ahead.wait()
@@ -94,7 +94,7 @@ async def test_the_next_release_upgrades_a_database_of_this_release(
         f"the database {db} is at schema revision next, which this release does not know (it "
         f"knows up to {HEAD}): a newer release migrated it; run that release, not this one"
     )
-    assert (behind_code, behind.stderr) == (
+    assert (behind_code, behind.output) == (
         1,
         [
             f"jobstate serve: the database {db} is at schema revision {HEAD}, behind this "
@@ -104,5 +104,5 @@ async def test_the_next_release_upgrades_a_database_of_this_release(
     assert upgraded == (0, [f"jobstate migrate: {db}: upgraded from revision {HEAD} to next"], [])
     assert (created.version, before.version, after) == (1, 2, before)
     assert "priority" in columns
-    assert (ahead_code, ahead.stderr) == (1, [f"jobstate serve: {ahead_line}"])
+    assert (ahead_code, ahead.output) == (1, [f"jobstate serve: {ahead_line}"])
     assert ahead_migrate == (1, [], [f"jobstate migrate: {ahead_line}"])

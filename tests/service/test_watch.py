@@ -11,6 +11,7 @@ import grpc
 import pytest
 from google.protobuf.struct_pb2 import Struct
 from sqlalchemy.engine import make_url
+from support.poll import eventually
 
 from jobstate.server import RunningServer
 from jobstate.service import utcnow
@@ -23,7 +24,6 @@ from .conftest import (
     Watch,
     admin_dsn,
     create_job,
-    eventually,
     log_of,
 )
 
