@@ -9,7 +9,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from support.servers import ServeProcess, service, sqlite_url
+from support.processes import ServeProcess
+from support.servers import service, sqlite_url
 
 from jobstate.client import (
     EventType,
@@ -126,7 +127,7 @@ async def test_resumes_across_restarts_missing_nothing_and_repeating_nothing(
 ) -> None:
     """kill -9 and a clean SIGTERM of `jobstate serve` while a watch is open: each re-opened
     stream starts from the last versions yielded; every version of every job arrives once."""
-    proc = ServeProcess(sqlite_url(tmp_path))
+    proc = ServeProcess(database_url=sqlite_url(tmp_path))
     await proc.start()
     try:
         async with JobStateClient(proc.target, timeout=10) as client:

@@ -460,3 +460,23 @@ async def test_a_feed_the_service_refuses_is_a_subscription_error_and_the_socket
             await ws.close()
         finally:
             await gateway.stop()
+
+
+async def test_a_client_that_asks_and_never_reads_is_closed_1008(stack: Stack) -> None:
+    metrics = stack.gateway.services.metrics
+    async with slow_session() as session:
+        flood = await session.ws_connect(f"{stack.url}/api/ws", params={"token": stack.token("u1")})
+        # Every unsubscribe is acknowledged and acknowledgements are never dropped: a client
+        # that keeps asking and never reads fills its queue up to the hard cap.
+        frame = json.dumps({"type": "unsubscribe", "job_id": "x" * 100})
+        for _ in range(20_000):
+            if flood.closed:
+                break
+            await flood.send_str(frame)
+
+        async def closed_for_overflow() -> bool:
+            return metrics.overflow_closes._value.get() == 1
+
+        await eventually(closed_for_overflow, "the socket to be closed for not reading")
+        queued = metrics.registry.get_sample_value("gateway_ws_messages_queued")
+        assert queued == 0  # its queue was dropped at once

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from sqlalchemy.engine import URL
-from support.poll import until
+from support.poll import eventually
 
 from jobstate.client import InitialStateComplete, JobEvent, JobStateClient
 
@@ -43,7 +43,7 @@ class Feed:
             assert not self._task.done(), self._task
             return version in self.versions(job_id)
 
-        await until(arrived, within=WAIT, what=f"{job_id} v{version} on the feed")
+        await eventually(arrived, f"{job_id} v{version} on the feed", within=WAIT)
 
     async def close(self) -> None:
         self._task.cancel()
@@ -56,7 +56,7 @@ async def listening(admin: asyncpg.Connection, replica: Replica, database: URL) 
     async def up() -> bool:
         return len(await relay_backends(admin, replica, database.port or 5432)) == 1
 
-    await until(up, what=f"{replica.name}'s LISTEN connection")
+    await eventually(up, f"{replica.name}'s LISTEN connection")
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.struct_pb2 import Struct
+from support.poll import eventually
 
 from jobstate import userwatch
 from jobstate.server import RunningServer
@@ -17,7 +18,7 @@ from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 from jobstate.wire import MAX_AFTER_VERSIONS
 
-from .conftest import WAIT, ChannelFactory, ServerFactory, create_job, eventually
+from .conftest import WAIT, ChannelFactory, ServerFactory, create_job
 
 Stub = pb_grpc.JobStateServiceStub
 Entry = tuple[object, ...]
