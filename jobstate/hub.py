@@ -151,9 +151,11 @@ class UserSubscription:
 
 
 class Hub:
-    """Fan-out by job id. Publishing is idempotent per version: an event at or below the
-    latest version already published for that job is dropped, so events arriving both
-    locally and from another replica (PostgreSQL NOTIFY) reach each watcher once.
+    """Fan-out by job id, and by user id to user watchers. Publishing is idempotent per
+    version: an event at or below the latest version already published for that job is
+    dropped, so events arriving both locally and from another replica (PostgreSQL NOTIFY)
+    reach each watcher once (for jobs of watched users, while the job is among the SEEN_JOBS
+    most recently published).
     """
 
     def __init__(self, backlog: int = BACKLOG) -> None:

@@ -49,7 +49,10 @@ class UserWatch:
                 f"{MAX_AFTER_VERSIONS}"
             )
         for job_id in after_versions:
-            domain.validate_job_id(job_id)
+            try:
+                domain.validate_job_id(job_id)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"after_versions: {exc}") from None
         self._service = service
         self._user_id = user_id
         self._statuses = frozenset(statuses)

@@ -33,7 +33,7 @@ UserFeedItem = JobEvent | InitialStateComplete
 FINISHED_REMEMBERED = 10_000
 
 
-class _Positions:
+class Positions:
     """The last version yielded per job: unfinished jobs (resumed on re-open, the most
     recently active last) and a bounded memory of finished ones."""
 
@@ -73,7 +73,7 @@ async def watch_user_jobs(
 ) -> AsyncGenerator[UserFeedItem, None]:
     wanted = [STATUS_TO_PB[status] for status in statuses]
     mask = None if read_mask is None else FieldMask(paths=sorted(read_mask))
-    positions = _Positions(after_versions)
+    positions = Positions(after_versions)
     backoff = FIRST_BACKOFF
     while True:
         request = pb.WatchJobsRequest(

@@ -207,9 +207,11 @@ class JobStateServiceServicer:
         any replica. Per job WatchJob's rules hold: versions strictly increase, no duplicates, no
         gaps but coalesced PROGRESS (a slow watcher may lose intermediate PROGRESS, never a status
         change or terminal event). Events committed together may travel in one message. The
-        stream ends (OK) when the server shuts down: watch again with after_versions set to the
-        last version seen of every job. INVALID_ARGUMENT: no or bad user_id, a bad job id or more
-        than 1,000 entries in after_versions, an unknown read_mask path. RESOURCE_EXHAUSTED: the
+        stream ends (OK) when the server shuts down, or when its replica may have missed other
+        replicas' commits (its PostgreSQL LISTEN connection was lost): watch again with
+        after_versions set to the last version seen of every job. INVALID_ARGUMENT: no or bad
+        user_id, a bad job id or more than 1,000 entries in after_versions, an unknown status or
+        read_mask path. RESOURCE_EXHAUSTED: the
         server already serves as many watch streams as it may (JOBSTATE_MAX_WATCH_STREAMS, shared
         with WatchJob and FollowJobs).
         """

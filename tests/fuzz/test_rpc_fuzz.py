@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -173,6 +174,18 @@ def requests(job_id: str) -> dict[str, st.SearchStrategy[Any]]:
         "WatchJob": st.builds(
             pb.WatchJobRequest, job_id=ids, after_version=st.integers(0, 2**64 - 1)
         ),
+        "WatchJobs": st.builds(
+            pb.WatchJobsRequest,
+            # Mostly a valid user, statuses and paths, so that many requests are served.
+            user_id=st.one_of(st.just("owner"), st.just("owner"), texts),
+            statuses=st.lists(st.integers(1, 5), max_size=3) | st.lists(st.integers(-3, 9)),
+            after_versions=st.dictionaries(ids, st.integers(0, 2**64 - 1), max_size=2),
+            read_mask=st.builds(
+                FieldMask,
+                paths=st.lists(st.sampled_from(["params", "progress", "kind"]), max_size=2)
+                | st.lists(plain, max_size=1),
+            ),
+        ),
     }
 
 
@@ -206,6 +219,12 @@ def _call(client: pb_grpc.JobStateServiceStub, rpc: str, request: Any) -> grpc.S
             first = next(stream)
             stream.cancel()
             assert first.type == pb.EVENT_TYPE_SNAPSHOT or first.job.version > request.after_version
+        elif rpc == "WatchJobs":
+            stream = client.WatchJobs(request, timeout=10)
+            # The initial state always ends, with the marker; then the stream stays open.
+            while not next(stream).HasField("initial_state_complete"):
+                pass
+            stream.cancel()
         else:
             getattr(client, rpc)(request, timeout=10)
     except grpc.RpcError as exc:

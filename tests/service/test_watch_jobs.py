@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 
+import asyncpg
 import grpc
 import pytest
 import sqlalchemy
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.struct_pb2 import Struct
+from sqlalchemy.engine import make_url
 from support.poll import eventually
 
 from jobstate import userwatch
@@ -229,7 +231,10 @@ async def test_the_initial_state_is_capped_and_says_so(
             f"after_versions has {MAX_AFTER_VERSIONS + 1} entries; the limit is "
             f"{MAX_AFTER_VERSIONS}",
         ),
-        ({"after_versions": {"bad id": 1}}, "job_id must match [A-Za-z0-9_-]{1,128}"),
+        (
+            {"after_versions": {"bad id": 1}},
+            "after_versions: job_id must match [A-Za-z0-9_-]{1,128}",
+        ),
         ({"read_mask": FieldMask(paths=["nope"])}, "read_mask names fields Job does not have"),
         ({"statuses": [42]}, "statuses contains an unknown status 42"),
     ],
@@ -309,3 +314,37 @@ async def test_a_slow_watcher_loses_only_progress(
     skipped = [entry for entry in expected if entry not in got]
     assert {kind for kind, _ in skipped} == {"PROGRESS"}  # something was skipped: only progress
     assert [e for e in got if e[0] != "PROGRESS"] == [e for e in expected if e[0] != "PROGRESS"]
+
+
+async def test_an_older_releases_notification_without_a_user_still_reaches_the_user_watch(
+    postgres_url: str, start: ServerFactory, connect: ChannelFactory
+) -> None:
+    """During a rolling upgrade a replica of the release before WatchJobs notifies
+    `job_id:version`: the relay reads the job to learn whose it is."""
+    server = await start(postgres_url)
+    stub = pb_grpc.JobStateServiceStub(connect(server.port))
+    await create_job(stub, "upgrading")
+    stream = Stream(stub)
+    await stream.until(("initial", False, []))
+    # What an older replica commits for a ReportProgress, written behind this one's back.
+    admin = await asyncpg.connect(admin_dsn_of(postgres_url))
+    try:
+        async with admin.transaction():
+            await admin.execute(
+                "UPDATE jobs SET version = 2, progress = 50, status = 'processing'"
+                " WHERE job_id = 'upgrading'"
+            )
+            await admin.execute(
+                "INSERT INTO job_events (job_id, version, type, status, progress, message,"
+                " output_key, error, external_id, at) VALUES ('upgrading', 2, 'progress',"
+                " 'processing', 50, '', '', '', '', now())"
+            )
+            await admin.execute("SELECT pg_notify('jobstate_events', 'upgrading:2')")
+    finally:
+        await admin.close()
+    await stream.until(("event", "upgrading", "PROGRESS", 2))
+    stream.cancel()
+
+
+def admin_dsn_of(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
