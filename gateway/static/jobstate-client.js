@@ -684,6 +684,12 @@
       return f;
     }
 
+    function copyOf(job) {
+      var copy = {};
+      for (var key in job) copy[key] = job[key];
+      return copy;
+    }
+
     // ---- messages ----
 
     function onMessage(msg) {
@@ -1012,9 +1018,17 @@
       watchMyJobs: function (handlers) {
         if (closed) throw new Error("watchMyJobs: the connection is closed");
         var feed = makeFeed(handlers || {});
+        var listed = feeds.filter(function (f) {
+          return f.listed;
+        })[0];
         feeds.push(feed);
         if (mode) feed.call("onConnection", mode);
         if (feeds.length === 1) send({ type: "subscribe", jobs: "mine" });
+        else if (listed) {
+          // The socket's feed is already live: start from what another watch knows.
+          for (var id in listed.known) feed.known[id] = copyOf(listed.known[id]);
+          feed.list([]);
+        }
         return {
           close: function () {
             feed.done = true;

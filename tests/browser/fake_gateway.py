@@ -53,10 +53,11 @@ window.startConnection = function (options) {
       onConnection: (m) => modes.push(m),
     });
   };
-  window.connFeed = function () {
+  window.connFeed = function (tag) {
+    const name = (kind) => (tag ? tag + " " + kind : kind);
     return conn.watchMyJobs({
-      onJobs: (list) => events.push(["jobs", list.map((j) => [j.jobId, j.version])]),
-      onJob: (s) => events.push(["job", s.jobId, s.version, s.status]),
+      onJobs: (list) => events.push([name("jobs"), list.map((j) => [j.jobId, j.version])]),
+      onJob: (s) => events.push([name("job"), s.jobId, s.version, s.status]),
     });
   };
 };

@@ -111,3 +111,24 @@ async def test_a_4404_subscription_error_ends_only_that_watch(page, fake_gateway
     ]
     await page.evaluate("conn.close()")
     await asyncio.wait_for(sock.closed.wait(), 10)
+
+
+async def test_a_second_feed_watch_starts_from_what_the_first_knows(page, fake_gateway):
+    await connect(page, fake_gateway)
+    await page.evaluate("connFeed()")
+    sock = await fake_gateway.next_connection()
+    assert await requests(sock, 1) == [{"type": "subscribe", "jobs": "mine"}]
+    await sock.send(type="jobs", jobs=[{"job_id": "j1", "status": "pending", "version": 1}])
+    await wait_for_event(page, "jobs", [["j1", 1]])
+    await page.evaluate("connFeed('second')")  # the socket's feed is live: nothing to ask
+    await sock.send(type="progress", job_id="j1", progress=10, message="", version=2)
+    await wait_for_event(page, "second job", "j1", 2, "processing")
+    assert await events(page) == [
+        ["jobs", [["j1", 1]]],
+        ["second jobs", [["j1", 1]]],
+        ["job", "j1", 2, "processing"],
+        ["second job", "j1", 2, "processing"],
+    ]
+    assert [m for m in sock.received if m["type"] != "ping"] == [
+        {"type": "subscribe", "jobs": "mine"}
+    ]
