@@ -986,7 +986,11 @@
         if (!jobId) throw new TypeError("watchJob: jobId is required");
         if (closed) throw new Error("watchJob: the connection is closed");
         var previous = jobs[jobId];
-        if (previous) previous.stop();
+        if (previous) {
+          // The new watch needs the job's status from the start: a fresh subscription.
+          previous.stop();
+          send({ type: "unsubscribe", job_id: jobId });
+        }
         var tracker = makeTracker(jobId, handlers || {}, function () {
           if (jobs[jobId] === tracker) delete jobs[jobId];
         });

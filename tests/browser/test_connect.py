@@ -132,3 +132,21 @@ async def test_a_second_feed_watch_starts_from_what_the_first_knows(page, fake_g
     assert [m for m in sock.received if m["type"] != "ping"] == [
         {"type": "subscribe", "jobs": "mine"}
     ]
+
+
+async def test_watching_a_watched_job_again_subscribes_it_anew(page, fake_gateway):
+    await connect(page, fake_gateway)
+    await page.evaluate("connWatch('j1')")
+    sock = await fake_gateway.next_connection()
+    await requests(sock, 1)
+    await sock.send(type="status", job_id="j1", status="processing", progress=0, version=2)
+    await wait_for_event(page, "status", "j1", "processing", 2)
+    await page.evaluate("connWatch('j1')")  # e.g. the page opened the same job again
+    assert await requests(sock, 3) == [
+        {"type": "subscribe", "job_id": "j1"},
+        {"type": "unsubscribe", "job_id": "j1"},
+        {"type": "subscribe", "job_id": "j1"},
+    ]
+    await sock.send(type="status", job_id="j1", status="processing", progress=0, version=2)
+    await page.wait_for_function("window.events.length === 2")
+    assert await events(page) == [["status", "j1", "processing", 2]] * 2
