@@ -36,6 +36,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/progress_rpc.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/mux.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -3,7 +3,8 @@
 `make_services(config)` builds what the handlers share (call it inside the running loop: it
 opens the service's client); `build_app(services)` wires routes and middlewares. The service's
 errors are answered by `json_errors` through the one table in `errors`. Shutdown closes every
-socket with 1001, then the watch streams, the worker and the client, in that order.
+socket with 1001, then the watch streams (per job and per user), the worker and the client,
+in that order.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import callbacks, devstorage, jobs, ws
+from gateway import callbacks, devstorage, jobs, mux, ws
 from gateway.auth import CallbackAuth, UserAuth
 from gateway.config import GatewayConfig
 from gateway.context import SERVICES, Services, services
@@ -26,6 +27,7 @@ from gateway.simworker import SimulatedWorker
 from gateway.storage import create_storage
 from gateway.submission import Submitter
 from gateway.upstream import authorised, connect
+from gateway.userfeed import UserFeeds
 from gateway.watch import WatchHub
 from gateway.worker import Worker
 from jobstate.client import JobStateError
@@ -57,6 +59,7 @@ def make_services(config: GatewayConfig) -> Services:
         users=UserAuth(config.jwt_secret, audience=config.jwt_audience, issuer=config.jwt_issuer),
         callbacks=CallbackAuth(config.callback_secret),
         hub=WatchHub(client, metrics),
+        feeds=UserFeeds(client),
         storage=storage,
         worker=worker,
         starts=StartLimits(
@@ -149,6 +152,7 @@ async def _on_shutdown(app: web.Application) -> None:
 async def _on_cleanup(app: web.Application) -> None:
     svc = app[SERVICES]
     await svc.hub.close()
+    await svc.feeds.close()
     await svc.submitter.close()
     await svc.worker.close()
     await svc.client.close()
@@ -162,6 +166,7 @@ def build_app(svc: Services) -> web.Application:
     app.router.add_get("/api/jobs/{job_id}", jobs.get_job)
     app.router.add_post("/api/jobs/{job_id}/cancel", jobs.cancel_job)
     app.router.add_get("/api/jobs/{job_id}/ws", ws.job_socket)
+    app.router.add_get("/api/ws", mux.mux_socket)
     app.router.add_post("/api/jobs/{job_id}/do", callbacks.callback)
     app.router.add_get("/api/storage/presigned-url", jobs.presigned_url)
     if svc.config.development:

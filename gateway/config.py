@@ -136,6 +136,7 @@ class GatewayConfig:
     max_starts_per_minute: int = 300
     max_sockets_per_user: int = 200
     max_sockets_per_job: int = 1000
+    max_subscriptions_per_socket: int = 1000
     # Development: secrets and (without R2) the simulated worker's outputs live here.
     data_dir: str = "data"
     # Fields set by a flag (field name -> flag), so that errors name the flag.
@@ -194,6 +195,7 @@ class GatewayConfig:
             ("GATEWAY_MAX_STARTS_PER_MINUTE", self.max_starts_per_minute),
             ("GATEWAY_MAX_SOCKETS_PER_USER", self.max_sockets_per_user),
             ("GATEWAY_MAX_SOCKETS_PER_JOB", self.max_sockets_per_job),
+            ("GATEWAY_MAX_SUBSCRIPTIONS_PER_SOCKET", self.max_subscriptions_per_socket),
         )
 
     @property
@@ -276,6 +278,7 @@ class GatewayConfig:
             max_starts_per_minute=_count(env, "GATEWAY_MAX_STARTS_PER_MINUTE", 300),
             max_sockets_per_user=_count(env, "GATEWAY_MAX_SOCKETS_PER_USER", 200),
             max_sockets_per_job=_count(env, "GATEWAY_MAX_SOCKETS_PER_JOB", 1000),
+            max_subscriptions_per_socket=_count(env, "GATEWAY_MAX_SUBSCRIPTIONS_PER_SOCKET", 1000),
             data_dir=str(data_dir),
             flags={"jobstate_target": "--jobstate-target"} if jobstate_target else {},
         )

@@ -14,6 +14,7 @@ from gateway.metrics import Metrics
 from gateway.owners import Owners
 from gateway.storage import Storage
 from gateway.submission import Submitter
+from gateway.userfeed import UserFeeds
 from gateway.watch import WatchHub
 from gateway.worker import Worker
 from jobstate.client import JobStateClient
@@ -27,6 +28,7 @@ class Services:
     users: UserAuth
     callbacks: CallbackAuth
     hub: WatchHub
+    feeds: UserFeeds
     storage: Storage
     worker: Worker
     starts: StartLimits

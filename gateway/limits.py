@@ -1,4 +1,5 @@
-"""Abuse limits: unfinished jobs and starts per minute per user; sockets per user and per job.
+"""Abuse limits: unfinished jobs and starts per minute per user; sockets per user and per job
+(a subscription on a multiplexed socket counts as a socket of its job).
 
 Starts beyond a limit raise `TooManyRequests` (429 with `Retry-After`) before anything is
 created or submitted. Sockets beyond a cap are closed by `ws` with `CLOSE_TOO_MANY` (4429).
@@ -108,17 +109,40 @@ class SocketSlots:
         self.per_job: defaultdict[str, int] = defaultdict(int)
 
     def acquire(self, user_id: str, job_id: str) -> str | None:
-        """Take a slot; None if granted, else the reason (the socket's close message)."""
+        """Take a user slot and a job slot; None if granted, else the reason (the socket's
+        close message)."""
+        refused = self.acquire_user(user_id)
+        if refused is None:
+            refused = self.acquire_job(job_id)
+            if refused is not None:
+                self.release_user(user_id)
+        return refused
+
+    def release(self, user_id: str, job_id: str) -> None:
+        self.release_user(user_id)
+        self.release_job(job_id)
+
+    def acquire_user(self, user_id: str) -> str | None:
+        """A user slot alone (a multiplexed socket takes one, and a job slot per job)."""
         if self.per_user.get(user_id, 0) >= self.max_per_user:
             return f"too many sockets for this user (limit {self.max_per_user})"
+        self.per_user[user_id] += 1
+        return None
+
+    def acquire_job(self, job_id: str) -> str | None:
         if self.per_job.get(job_id, 0) >= self.max_per_job:
             return f"too many sockets for this job (limit {self.max_per_job})"
-        self.per_user[user_id] += 1
         self.per_job[job_id] += 1
         return None
 
-    def release(self, user_id: str, job_id: str) -> None:
-        for counts, key in ((self.per_user, user_id), (self.per_job, job_id)):
-            counts[key] -= 1
-            if counts[key] <= 0:
-                del counts[key]
+    def release_user(self, user_id: str) -> None:
+        _release(self.per_user, user_id)
+
+    def release_job(self, job_id: str) -> None:
+        _release(self.per_job, job_id)
+
+
+def _release(counts: defaultdict[str, int], key: str) -> None:
+    counts[key] -= 1
+    if counts[key] <= 0:
+        del counts[key]

@@ -1,18 +1,20 @@
 """One socket's writer: a queue of serialised messages drained by that socket's own task.
 
-The fan-out never awaits a socket (aiohttp's `send_str` waits for the buffer to drain), it
-only `push`es here, so a slow reader delays nobody else. A socket that keeps up — nothing
-queued, its transport's buffer nearly empty — is written at once, the ready-made frame handed
-to its transport (NOTE: measured under the fan-out bench, the queue, the writer task and
-aiohttp's send path cost ~25 µs per message per socket; one `transport.write` a few). Only a
-socket that falls behind gets the queue and a writer task. A socket with >= 64 undelivered
-messages loses intermediate progress messages, latest wins: a progress message replaces a
-progress message at the tail of the queue. Status changes, terminal messages and the close
-are never dropped. A socket holds at most one pending pong: a ping that finds one queued is
-answered by it, so a client that sends pings and never reads cannot grow the queue (and its
-pings keep aiohttp's heartbeat from ever timing it out). Together these keep a queue near 64
-messages; past a hard cap (MAX_QUEUED messages or MAX_QUEUED_BYTES) the socket is closed with
-1008 at once and its queue dropped. Nothing is dropped or delayed because of time.
+The fan-out never awaits a socket (aiohttp's `send_str` waits for the buffer to drain), it only
+`push`es here, so a slow reader delays nobody else. A socket that keeps up — nothing queued,
+its transport's buffer nearly empty — is written at once, the ready-made frame handed to its
+transport (NOTE: measured under the fan-out bench, the queue, the writer task and aiohttp's
+send path cost ~25 µs per message per socket; one `transport.write` a few). Only a socket that
+falls behind gets the queue and a writer task. A socket with >= 64 undelivered messages loses
+intermediate progress messages, latest wins: a progress message replaces the last queued
+message with the same `key` (its job on a multiplexed socket) when that one is a progress
+message too, in its place, so one job's messages stay in version order and another job's never
+replace it. Status changes, terminal messages and the close are never dropped. A socket holds
+at most one pending pong: a ping that finds one queued is answered by it, so a client that
+sends pings and never reads cannot grow the queue (and its pings keep aiohttp's heartbeat from
+ever timing it out). Together these keep a queue near 64 messages; past a hard cap (MAX_QUEUED
+messages or MAX_QUEUED_BYTES) the socket is closed with 1008 at once and its queue dropped.
+Nothing is dropped or delayed because of time.
 """
 
 from __future__ import annotations
@@ -36,7 +38,18 @@ CLOSE_TIMEOUT = 5.0
 # messages queue (and coalesce) instead of piling up in the transport.
 DIRECT_WRITE_LIMIT = 16 * 1024
 PONG = '{"type":"pong"}'
-_PONG = (PONG, False)  # the queued pong, known by identity
+
+
+class _Message:
+    """A queued message; `payload` is replaced in place when a newer progress of its key
+    coalesces into it."""
+
+    __slots__ = ("coalescible", "key", "payload")
+
+    def __init__(self, payload: str, coalescible: bool, key: str) -> None:
+        self.payload = payload
+        self.coalescible = coalescible
+        self.key = key
 
 
 class Socket(Protocol):
@@ -59,6 +72,7 @@ class Outbox:
         "_bytes",
         "_close",
         "_closing",
+        "_last",
         "_metrics",
         "_pong_queued",
         "_queue",
@@ -76,9 +90,9 @@ class Outbox:
         self._ws = ws
         self._metrics = metrics
         self._transport = transport
-        # Entries: (payload, coalescible). None while idle: an empty deque costs ~600 bytes,
-        # times every idle socket.
-        self._queue: deque[tuple[str, bool]] | None = None
+        # None while idle: an empty deque costs ~600 bytes, times every idle socket.
+        self._queue: deque[_Message] | None = None
+        self._last: dict[str, _Message] = {}  # the newest queued message of each key
         self._bytes = 0
         self._pong_queued = False
         self._close: tuple[int, str] | None = None  # sent once the queue is empty
@@ -88,10 +102,12 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._queue) if self._queue is not None else 0
 
-    def push(self, payload: str, coalescible: bool = False, frame: bytes | None = None) -> None:
+    def push(
+        self, payload: str, coalescible: bool = False, frame: bytes | None = None, key: str = ""
+    ) -> None:
         """Send a message: at once when the socket keeps up and `frame` (the message as a
         WebSocket frame) is given, else queued; a coalescible (progress) one may replace the
-        queued tail."""
+        newest queued message of the same `key`."""
         if self._closing:
             return
         queue = self._queue
@@ -105,21 +121,21 @@ class Outbox:
             self._metrics.sent += 1
             return
         if coalescible and queue is not None and len(queue) >= COALESCE_AT:
-            tail = queue[-1]
-            if tail[1]:
-                queue[-1] = (payload, True)
-                self._bytes += len(payload) - len(tail[0])
+            newest = self._last.get(key)
+            if newest is not None and newest.coalescible:
+                self._bytes += len(payload) - len(newest.payload)
+                newest.payload = payload
                 self._metrics.messages_dropped.inc()
                 self._within_caps()
                 return
-        self._append((payload, coalescible))
+        self._append(_Message(payload, coalescible, key))
 
     def pong(self) -> None:
         """Answer a ping, unless a pong is still queued: that one answers this ping too."""
         if self._closing or self._pong_queued:
             return
         self._pong_queued = True
-        self._append(_PONG)
+        self._append(_Message(PONG, False, ""))
 
     def close(self, code: int, reason: str = "") -> None:
         """Close the socket with `code` after every message queued so far has been sent."""
@@ -150,11 +166,12 @@ class Outbox:
             return transport
         return None
 
-    def _append(self, item: tuple[str, bool]) -> None:
+    def _append(self, item: _Message) -> None:
         if self._queue is None:
             self._queue = deque()
         self._queue.append(item)
-        self._bytes += len(item[0])
+        self._last[item.key] = item
+        self._bytes += len(item.payload)
         self._metrics.queued += 1
         if self._within_caps():
             self._kick()
@@ -179,18 +196,21 @@ class Outbox:
         if self._queue is not None:
             self._metrics.queued -= len(self._queue)
         self._queue = None
+        self._last.clear()
         self._bytes = 0
         self._pong_queued = False
 
-    def _pop(self, queue: deque[tuple[str, bool]]) -> str:
+    def _pop(self, queue: deque[_Message]) -> str:
         item = queue.popleft()
         if not queue:
             self._queue = None
-        self._bytes -= len(item[0])
+        if self._last.get(item.key) is item:
+            del self._last[item.key]
+        self._bytes -= len(item.payload)
         self._metrics.queued -= 1
-        if item is _PONG:
+        if item.payload is PONG:
             self._pong_queued = False
-        return item[0]
+        return item.payload
 
     def _kick(self) -> None:
         if self._task is None:

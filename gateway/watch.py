@@ -86,12 +86,14 @@ class Event:
 
 
 class Watcher:
-    """One socket's view of a job: the last version it was sent, and its outbox."""
+    """One socket's view of a job: the last version it was sent, and its outbox. `key` is the
+    outbox's coalescing key of its messages (the job, on a socket that carries many)."""
 
-    __slots__ = ("catch_up", "done", "held", "last_version", "needs_status", "outbox")
+    __slots__ = ("catch_up", "done", "held", "key", "last_version", "needs_status", "outbox")
 
-    def __init__(self, outbox: Outbox, after: int | None) -> None:
+    def __init__(self, outbox: Outbox, after: int | None, key: str = "") -> None:
         self.outbox = outbox
+        self.key = key
         self.last_version = after or 0
         self.needs_status = after is None
         self.held: list[Event] | None = None  # live events held while its replay runs
@@ -115,11 +117,13 @@ class Watcher:
         text, frame = event.status_message() if status else event.event_message()
         self.needs_status = False
         self.last_version = event.version
-        self.outbox.push(text, event.coalescible and not status, frame)
+        self.outbox.push(text, event.coalescible and not status, frame, self.key)
         if event.terminal:
             self.finish(1000)
 
     def finish(self, code: int, reason: str = "") -> None:
+        """The watch is over: after the terminal event (1000) or refused (a close code);
+        this closes the socket."""
         self.done = True
         self.outbox.close(code, reason)
 

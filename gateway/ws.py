@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
@@ -58,7 +59,13 @@ def _is_ping(data: str) -> bool:
     return isinstance(message, dict) and message.get("type") == "ping"
 
 
-async def job_socket(request: web.Request) -> web.StreamResponse:
+@contextlib.asynccontextmanager
+async def open_socket(
+    request: web.Request,
+) -> AsyncIterator[tuple[web.WebSocketResponse, Services]]:
+    """The upgrade every socket route shares: Origin checked (403 before the upgrade), an
+    uncompressed, heartbeated socket with a 64 KiB frame limit, counted and closed with 1001
+    on shutdown while it is open."""
     svc = services(request)
     origin = request.headers.get("Origin")
     if origin is not None and origin not in svc.origins:
@@ -73,6 +80,23 @@ async def job_socket(request: web.Request) -> web.StreamResponse:
     svc.sockets.add(ws)
     svc.metrics.sockets_open.inc()
     try:
+        yield ws, svc
+    finally:
+        svc.sockets.discard(ws)
+        svc.metrics.sockets_open.dec()
+
+
+async def socket_user(request: web.Request, ws: web.WebSocketResponse, svc: Services) -> str | None:
+    """The user of the socket's `?token=`; otherwise closes it with 4401 and gives None."""
+    try:
+        return svc.users.verify(request.query.get("token", ""))
+    except Unauthorized as exc:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=str(exc).encode())
+        return None
+
+
+async def job_socket(request: web.Request) -> web.StreamResponse:
+    async with open_socket(request) as (ws, svc):
         admitted = await _admit(request, ws, svc)
         if admitted is not None:
             user_id, job_id, after = admitted
@@ -84,9 +108,6 @@ async def job_socket(request: web.Request) -> web.StreamResponse:
                     await _serve(ws, Outbox(ws, svc.metrics, request.transport), svc, job_id, after)
                 finally:
                     svc.slots.release(user_id, job_id)
-    finally:
-        svc.sockets.discard(ws)
-        svc.metrics.sockets_open.dec()
     return ws
 
 
@@ -94,10 +115,8 @@ async def _admit(
     request: web.Request, ws: web.WebSocketResponse, svc: Services
 ) -> tuple[str, str, int | None] | None:
     """(user_id, job_id, after) for the job's owner; otherwise closes the socket with a code."""
-    try:
-        user_id = svc.users.verify(request.query.get("token", ""))
-    except Unauthorized as exc:
-        await ws.close(code=CLOSE_UNAUTHORIZED, message=str(exc).encode())
+    user_id = await socket_user(request, ws, svc)
+    if user_id is None:
         return None
     job_id = request.match_info["job_id"]
     try:

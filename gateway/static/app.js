@@ -23,9 +23,10 @@
 
   var token = null;
   var client = null;
+  var connection = null; // one socket for the page: the job shown and the live list
   var watcher = null;
   var currentJobId = null;
-  var listTimer = null;
+  var listed = {}; // job id -> {job_id, status, progress, version, created_at}
 
   // ---- errors shown to the person ----------------------------------------------------------
 
@@ -99,7 +100,24 @@
     $("start").disabled = false;
     var sub = subjectOf(t);
     if (sub) $("user-id").textContent = sub;
-    refreshJobs();
+    connection = JobState.connect({
+      token: function () {
+        return token;
+      },
+    });
+    connection.watchMyJobs({
+      onJobs: function (jobs) {
+        jobs.forEach(remember);
+        renderJobs();
+      },
+      onJob: function (job) {
+        remember(job);
+        renderJobs();
+      },
+      onError: function (err) {
+        showError("Cannot follow your jobs: " + err.message);
+      },
+    });
     var wanted = new URLSearchParams(location.search).get("job");
     if (wanted) watch(wanted);
   }
@@ -132,11 +150,9 @@
       .then(
         function (answer) {
           watch(answer.job_id);
-          refreshJobs();
         },
         function (err) {
           showError("Could not start the export: " + describe(err));
-          refreshJobs();
         }
       )
       .then(function () {
@@ -159,21 +175,15 @@
     $("cancel").disabled = true;
     render({ status: null, progress: 0, message: "" });
 
-    watcher = client.watchJob(jobId, {
-      onStatus: function (state) {
-        render(state);
-        scheduleListRefresh();
-      },
+    renderJobs();
+    watcher = connection.watchJob(jobId, {
+      onStatus: render,
       onProgress: render,
       onComplete: function (state) {
         render(state);
         offerDownload(state.outputUrl);
-        scheduleListRefresh();
       },
-      onCancelled: function (state) {
-        render(state);
-        scheduleListRefresh();
-      },
+      onCancelled: render,
       onError: function (err) {
         if (err.kind === "job") {
           render(err.state);
@@ -185,7 +195,6 @@
         } else {
           showError("Cannot follow the job: " + err.message);
         }
-        scheduleListRefresh();
       },
       onConnection: function (mode) {
         var badge = $("transport");
@@ -215,18 +224,10 @@
     else $("message").textContent = "Waiting for the worker…";
     $("cancel").hidden = finished;
     $("cancel").disabled = !state.status || finished;
-    if (state.status) updateRow(currentJobId, status, shown);
-  }
-
-  // Keep the current job's row in the list in step with the live view.
-  function updateRow(jobId, status, percent) {
-    var rows = document.querySelectorAll(".job-row");
-    for (var i = 0; i < rows.length; i++) {
-      if (rows[i].dataset.jobId !== jobId) continue;
-      var pill = rows[i].querySelector(".pill");
-      pill.dataset.status = status;
-      pill.textContent = STATUS_LABELS[status] || status;
-      rows[i].querySelector(".job-row-pct").textContent = percent + "%";
+    // Keep the current job's row in step with the live view (never moving it backwards).
+    if (state.status && state.jobId && state.version) {
+      remember({ job_id: state.jobId, status: status, progress: progress, version: state.version });
+      renderJobs();
     }
   }
 
@@ -284,20 +285,46 @@
 
   // ---- recent jobs -------------------------------------------------------------------------
 
-  function scheduleListRefresh() {
-    clearTimeout(listTimer);
-    listTimer = setTimeout(refreshJobs, 300);
+  // The list is live: the connection's feed of the user's jobs (watchMyJobs) keeps it current.
+  // Refresh asks GET /api/jobs once more, in case something is stuck; a row only ever moves
+  // to a newer version.
+  function remember(job) {
+    var id = job.job_id || job.jobId;
+    var known = listed[id];
+    if (known && known.version >= job.version) return;
+    listed[id] = {
+      job_id: id,
+      status: job.status,
+      progress: job.progress,
+      version: job.version,
+      created_at: job.created_at || job.createdAt || (known && known.created_at) || null,
+    };
   }
 
   function refreshJobs() {
     if (!client) return;
-    client.listJobs({ page_size: 10 }).then(renderJobs, function (err) {
-      showError("Could not load your jobs: " + describe(err));
-    });
+    client.listJobs({ page_size: 20 }).then(
+      function (answer) {
+        (answer.jobs || []).forEach(remember);
+        renderJobs();
+      },
+      function (err) {
+        showError("Could not load your jobs: " + describe(err));
+      }
+    );
   }
 
-  function renderJobs(answer) {
-    var jobs = Array.isArray(answer) ? answer : (answer && answer.jobs) || [];
+  function renderJobs() {
+    var jobs = Object.keys(listed)
+      .map(function (id) {
+        return listed[id];
+      })
+      .sort(function (a, b) {
+        var x = a.created_at || "";
+        var y = b.created_at || "";
+        return x < y ? 1 : x > y ? -1 : 0;
+      })
+      .slice(0, 20);
     var list = $("jobs");
     list.textContent = "";
     $("jobs-empty").hidden = jobs.length > 0;
@@ -307,10 +334,10 @@
       button.type = "button";
       button.className = "job-row" + (job.job_id === currentJobId ? " current" : "");
       button.dataset.jobId = job.job_id;
+      button.dataset.version = job.version;
       button.addEventListener("click", function () {
         hideError();
         watch(job.job_id);
-        renderJobs(answer);
       });
 
       var id = document.createElement("code");
@@ -332,16 +359,6 @@
       item.append(button);
       list.append(item);
     });
-    // The list may be older than what the live view has shown; never let it lag behind.
-    var live = watcher && watcher.state;
-    if (live && live.status && live.jobId === currentJobId) {
-      var listed = jobs.filter(function (job) {
-        return job.job_id === currentJobId;
-      })[0];
-      if (listed && live.version >= listed.version) {
-        updateRow(currentJobId, live.status, Math.floor(live.progress));
-      }
-    }
   }
 
   function ago(iso) {

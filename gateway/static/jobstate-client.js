@@ -115,6 +115,109 @@
   }
 
   /**
+   * One watched job's state and callbacks, whatever carries its updates: `apply(update, type)`
+   * merges a socket message or a polled job if its version is newer, calls the callbacks and,
+   * on a terminal status, calls `onEnd` and then the ending callback; `fail(kind, message)`
+   * ends it with onError. Nothing is called after it ended (or after `stop()`).
+   */
+  function makeTracker(jobId, opts, onEnd) {
+    var state = {
+      jobId: jobId,
+      status: null,
+      progress: 0,
+      message: "",
+      version: opts.after || 0,
+      outputUrl: null,
+      error: null,
+    };
+    var t = { lastVersion: opts.after || 0, done: false };
+
+    t.call = function (name, arg) {
+      var fn = opts[name];
+      if (typeof fn !== "function") return;
+      try {
+        fn(arg);
+      } catch (e) {
+        // A throwing callback must not break the watch.
+        if (root.console) root.console.error("jobstate: " + name + " callback threw", e);
+      }
+    };
+
+    t.copyState = function () {
+      return {
+        jobId: state.jobId,
+        status: state.status,
+        progress: state.progress,
+        message: state.message,
+        version: state.version,
+        outputUrl: state.outputUrl,
+        error: state.error,
+      };
+    };
+
+    t.stop = function () {
+      t.done = true;
+    };
+
+    t.fail = function (kind, message, extra) {
+      if (t.done) return;
+      t.done = true;
+      onEnd();
+      t.call("onError", makeError(kind, message, extra));
+    };
+
+    t.apply = function (update, type) {
+      if (t.done) return;
+      var version = Number(update.version);
+      if (!isFinite(version) || version <= t.lastVersion) return; // replay or duplicate
+      t.lastVersion = version;
+      var prevStatus = state.status;
+      var prevProgress = state.progress;
+      var prevMessage = state.message;
+      mergeJob(state, update, type);
+      state.version = version;
+      var snapshot = t.copyState();
+      if (type === "status" || state.status !== prevStatus) t.call("onStatus", snapshot);
+      if (state.progress !== prevProgress || state.message !== prevMessage) {
+        t.call("onProgress", snapshot);
+      }
+      if (TERMINAL[state.status]) finish(snapshot);
+    };
+
+    function finish(snapshot) {
+      t.done = true;
+      onEnd();
+      if (snapshot.status === "complete") t.call("onComplete", snapshot);
+      else if (snapshot.status === "cancelled") t.call("onCancelled", snapshot);
+      else {
+        t.call("onError", makeError("job", snapshot.error || "the job failed", { state: snapshot }));
+      }
+    }
+
+    return t;
+  }
+
+  // Merge one update (a socket message of `type`, or a polled job) into a job's state.
+  function mergeJob(state, update, type) {
+    if (typeof update.status === "string" && update.status) state.status = update.status;
+    if (type === "progress" && (state.status === null || state.status === "pending")) {
+      state.status = "processing"; // a worker's first report moves a pending job along
+    }
+    if (type === "complete") state.status = "complete";
+    if (type === "error") state.status = "error";
+    if (type === "cancelled") state.status = "cancelled";
+    var progress = Number(update.progress);
+    if (update.progress != null && isFinite(progress) && progress > state.progress) {
+      state.progress = Math.min(progress, 100);
+    }
+    if (state.status === "complete") state.progress = 100;
+    if (typeof update.message === "string") state.message = update.message;
+    if (update.error) state.error = String(update.error);
+    if (update.output_url) state.outputUrl = update.output_url;
+    else if (update.output_key && !state.outputUrl) state.outputUrl = presignedPath(update.output_key);
+  }
+
+  /**
    * Watch one job. Returns a handle: `close()`, and read-only `state`, `lastVersion`, `mode`.
    *
    * Callbacks (all optional) receive a fresh copy of the job's state:
@@ -148,16 +251,7 @@
     var WS = resolveWebSocket("watchJob", opts.WebSocket);
     var jobPath = "/api/jobs/" + encodeURIComponent(jobId);
 
-    var state = {
-      jobId: jobId,
-      status: null,
-      progress: 0,
-      message: "",
-      version: opts.after || 0,
-      outputUrl: null,
-      error: null,
-    };
-    var lastVersion = opts.after || 0;
+    var tracker = makeTracker(jobId, opts, shutdown);
     var closed = false; // close() was called or the job finished
     var mode = null;
     var ws = null;
@@ -175,33 +269,10 @@
       }
     }
 
-    function call(name, arg) {
-      var fn = opts[name];
-      if (typeof fn !== "function") return;
-      try {
-        fn(arg);
-      } catch (e) {
-        // A throwing callback must not break the watch.
-        if (root.console) root.console.error("jobstate: " + name + " callback threw", e);
-      }
-    }
-
     function setMode(next) {
       if (mode === next) return;
       mode = next;
-      call("onConnection", next);
-    }
-
-    function copyState() {
-      return {
-        jobId: state.jobId,
-        status: state.status,
-        progress: state.progress,
-        message: state.message,
-        version: state.version,
-        outputUrl: state.outputUrl,
-        error: state.error,
-      };
+      tracker.call("onConnection", next);
     }
 
     function shutdown() {
@@ -222,59 +293,11 @@
     }
 
     function fail(kind, message, extra) {
-      if (closed) return;
-      shutdown();
-      call("onError", makeError(kind, message, extra));
+      if (!closed) tracker.fail(kind, message, extra);
     }
 
-    // Merge one update (a socket message or a polled job) into the state, if it is new.
     function apply(update, type) {
-      if (closed) return;
-      var version = Number(update.version);
-      if (!isFinite(version) || version <= lastVersion) return; // replay or duplicate
-      lastVersion = version;
-
-      var prevStatus = state.status;
-      var prevProgress = state.progress;
-      var prevMessage = state.message;
-
-      if (typeof update.status === "string" && update.status) state.status = update.status;
-      if (type === "progress" && (state.status === null || state.status === "pending")) {
-        state.status = "processing"; // a worker's first report moves a pending job along
-      }
-      if (type === "complete") state.status = "complete";
-      if (type === "error") state.status = "error";
-      if (type === "cancelled") state.status = "cancelled";
-
-      var progress = Number(update.progress);
-      if (update.progress != null && isFinite(progress) && progress > state.progress) {
-        state.progress = Math.min(progress, 100);
-      }
-      if (state.status === "complete") state.progress = 100;
-      if (typeof update.message === "string") state.message = update.message;
-      if (update.error) state.error = String(update.error);
-      if (update.output_url) state.outputUrl = update.output_url;
-      else if (update.output_key && !state.outputUrl) state.outputUrl = presignedPath(update.output_key);
-      state.version = version;
-
-      var snapshot = copyState();
-      if (type === "status" || state.status !== prevStatus) call("onStatus", snapshot);
-      if (state.progress !== prevProgress || state.message !== prevMessage) {
-        call("onProgress", snapshot);
-      }
-      if (TERMINAL[state.status]) finish(snapshot);
-    }
-
-    function finish(snapshot) {
-      shutdown();
-      if (snapshot.status === "complete") call("onComplete", snapshot);
-      else if (snapshot.status === "cancelled") call("onCancelled", snapshot);
-      else {
-        call(
-          "onError",
-          makeError("job", snapshot.error || "the job failed", { state: snapshot })
-        );
-      }
+      if (!closed) tracker.apply(update, type);
     }
 
     // ---- WebSocket -------------------------------------------------------------------------
@@ -286,7 +309,7 @@
     function socketUrl(token) {
       var url =
         base.replace(/^http/i, "ws") + jobPath + "/ws?token=" + encodeURIComponent(token);
-      if (lastVersion > 0) url += "&after=" + lastVersion;
+      if (tracker.lastVersion > 0) url += "&after=" + tracker.lastVersion;
       return url;
     }
 
@@ -503,10 +526,531 @@
         if (!closed) shutdown();
       },
       get state() {
-        return copyState();
+        return tracker.copyState();
       },
       get lastVersion() {
-        return lastVersion;
+        return tracker.lastVersion;
+      },
+      get mode() {
+        return mode;
+      },
+    };
+  }
+
+  // ---- One socket, many jobs ---------------------------------------------------------------
+
+  /**
+   * One multiplexed socket (`GET /api/ws`) for a page: `watchJob(id, handlers)` (watchJob's
+   * callbacks and guarantees, `handlers.after` included) and `watchMyJobs({onJobs, onJob,
+   * onConnection, onError})` (every job of the token's user: `onJobs(list)` with the whole
+   * list, newest first, each time it is (re)loaded, then `onJob(state)` for every newer
+   * version of any job, new ones included). Returns `{watchJob, watchMyJobs, close(), mode}`.
+   *
+   * On reconnect (back-off as watchJob's) every job is subscribed again with its last
+   * version, and the feed again (a fresh list), so nothing is missed and nothing repeated:
+   * each watch drops versions it has already seen. While sockets do not work it polls
+   * `GET /api/jobs/{id}` for each job and `GET /api/jobs` for the feed. Options: watchJob's
+   * transport and timing options (`token`, `baseUrl`, `fetch`, `WebSocket`, ...).
+   */
+  function connect(config) {
+    var opts = {};
+    var k;
+    for (k in DEFAULTS) opts[k] = DEFAULTS[k];
+    for (k in config || {}) {
+      if (config[k] !== undefined) opts[k] = config[k];
+    }
+    if (opts.token == null) throw new TypeError("connect: options.token is required");
+    var base = resolveBaseUrl("connect", opts.baseUrl);
+    var fetchFn = resolveFetch("connect", opts.fetch);
+    var WS = resolveWebSocket("connect", opts.WebSocket);
+
+    var jobs = {}; // job id -> tracker
+    var feeds = []; // watchMyJobs watches
+    var closed = false;
+    var mode = null;
+    var ws = null;
+    var attempt = 0;
+    var failures = 0;
+    var polling = false;
+    var pollGeneration = 0;
+    var timers = { reconnect: null, poll: null, ping: null, pong: null, connect: null };
+
+    function clearTimer(name) {
+      if (timers[name] !== null) {
+        clearTimeout(timers[name]);
+        clearInterval(timers[name]);
+        timers[name] = null;
+      }
+    }
+
+    function eachWatch(fn) {
+      var id;
+      for (id in jobs) fn(jobs[id]);
+      feeds.slice().forEach(fn);
+    }
+
+    function setMode(next) {
+      if (mode === next) return;
+      mode = next;
+      eachWatch(function (w) {
+        w.call("onConnection", next);
+      });
+    }
+
+    function send(message) {
+      if (ws && ws.readyState === 1) {
+        try {
+          ws.send(JSON.stringify(message));
+        } catch (e) {
+          /* onclose follows */
+        }
+      }
+    }
+
+    function subscribeJob(tracker) {
+      var message = { type: "subscribe", job_id: tracker.jobId };
+      if (tracker.lastVersion > 0) message.after = tracker.lastVersion;
+      send(message);
+    }
+
+    function subscribeAll() {
+      for (var id in jobs) subscribeJob(jobs[id]);
+      if (feeds.length) send({ type: "subscribe", jobs: "mine" });
+    }
+
+    // ---- the feed of the user's jobs ----
+
+    function makeFeed(handlers) {
+      var f = { done: false, listed: false, known: {} }; // known: job id -> state
+      f.call = function (name, arg) {
+        var fn = handlers[name];
+        if (typeof fn !== "function") return;
+        try {
+          fn(arg);
+        } catch (e) {
+          if (root.console) root.console.error("jobstate: " + name + " callback threw", e);
+        }
+      };
+      function stateOf(job) {
+        return {
+          jobId: job.jobId,
+          status: job.status,
+          progress: job.progress,
+          message: job.message,
+          version: job.version,
+          outputUrl: job.outputUrl,
+          error: job.error,
+          createdAt: job.createdAt,
+        };
+      }
+      function fresh(id) {
+        return { jobId: id, status: null, progress: 0, message: "", version: 0,
+                 outputUrl: null, error: null, createdAt: null };
+      }
+      // Returns the job's state if `update` was newer than what the feed had.
+      function merge(update, type) {
+        var version = Number(update.version);
+        var id = update.job_id;
+        if (!id || !isFinite(version)) return null;
+        var job = f.known[id] || (f.known[id] = fresh(id));
+        if (version <= job.version) return null;
+        mergeJob(job, update, type);
+        job.version = version;
+        if (update.created_at) job.createdAt = update.created_at;
+        return stateOf(job);
+      }
+      f.list = function (list) {
+        if (f.done) return;
+        f.listed = true;
+        list.forEach(function (job) {
+          merge(job, "snapshot");
+        });
+        var all = [];
+        for (var id in f.known) all.push(stateOf(f.known[id]));
+        all.sort(function (a, b) {
+          var x = a.createdAt || "";
+          var y = b.createdAt || "";
+          return x < y ? 1 : x > y ? -1 : a.jobId < b.jobId ? 1 : -1;
+        });
+        f.call("onJobs", all);
+      };
+      f.event = function (message) {
+        // Before its first list, events from the page's job subscriptions are left to the
+        // list, which holds them: onJobs comes first.
+        if (f.done || !f.listed) return;
+        var state = merge(message, message.type);
+        if (state) f.call("onJob", state);
+      };
+      return f;
+    }
+
+    function copyOf(job) {
+      var copy = {};
+      for (var key in job) copy[key] = job[key];
+      return copy;
+    }
+
+    // ---- messages ----
+
+    function onMessage(msg) {
+      if (!msg || typeof msg !== "object") return;
+      var id = msg.job_id;
+      switch (msg.type) {
+        case "pong":
+        case "subscribed":
+        case "unsubscribed":
+          return;
+        case "jobs":
+          if (Array.isArray(msg.jobs)) {
+            feeds.slice().forEach(function (f) {
+              f.list(msg.jobs);
+            });
+          }
+          return;
+        case "subscription_error":
+          subscriptionError(msg);
+          return;
+        case "status":
+        case "progress":
+        case "complete":
+        case "error":
+        case "cancelled":
+          if (jobs[id]) jobs[id].apply(msg, msg.type);
+          feeds.slice().forEach(function (f) {
+            f.event(msg);
+          });
+          return;
+      }
+    }
+
+    function subscriptionError(msg) {
+      if (msg.jobs === "mine") {
+        // The feed could not be followed now (the service busy or away): ask again later.
+        retryLater(function () {
+          if (feeds.length) send({ type: "subscribe", jobs: "mine" });
+        });
+        return;
+      }
+      var tracker = jobs[msg.job_id];
+      if (!tracker) return;
+      if (msg.code === 4404) {
+        tracker.fail("not_found", "no such job, or not yours (code 4404)", { code: 4404 });
+      } else {
+        retryLater(function () {
+          if (jobs[tracker.jobId] === tracker) subscribeJob(tracker);
+        });
+      }
+    }
+
+    function retryLater(fn) {
+      var delay = opts.backoffMax * (1 - opts.jitter * Math.random());
+      setTimeout(function () {
+        if (!closed) fn();
+      }, delay);
+    }
+
+    // ---- the socket ----
+
+    function detach(sock) {
+      sock.onopen = sock.onmessage = sock.onerror = sock.onclose = null;
+    }
+
+    function connectSocket() {
+      timers.reconnect = null;
+      if (closed) return;
+      if (WS === null) {
+        startPolling();
+        return;
+      }
+      if (!polling) setMode("connecting");
+      resolveToken(opts.token).then(
+        function (token) {
+          if (!closed) open(token);
+        },
+        function (e) {
+          unauthorized("could not get a token: " + ((e && e.message) || e));
+        }
+      );
+    }
+
+    function open(token) {
+      var sock;
+      try {
+        sock = new WS(base.replace(/^http/i, "ws") + "/api/ws?token=" + encodeURIComponent(token));
+      } catch (e) {
+        disconnected(false, 0);
+        return;
+      }
+      ws = sock;
+      var delivered = false;
+      var workingSince = 0;
+      timers.connect = setTimeout(function () {
+        timers.connect = null;
+        if (ws !== sock || delivered) return;
+        failures = Math.max(failures, opts.fallbackAfter - 1);
+        drop(sock, false, 0);
+      }, opts.connectTimeout);
+      sock.onopen = function () {
+        if (ws !== sock) return;
+        send({ type: "ping" });
+        subscribeAll();
+      };
+      sock.onmessage = function (event) {
+        if (ws !== sock) return;
+        if (!delivered) {
+          delivered = true;
+          workingSince = Date.now();
+          clearTimer("connect");
+          failures = 0;
+          stopPolling();
+          setMode("websocket");
+          startPing(sock, workingSince);
+        }
+        clearTimer("pong");
+        var msg;
+        try {
+          msg = JSON.parse(event.data);
+        } catch (e) {
+          return;
+        }
+        onMessage(msg);
+      };
+      sock.onclose = function (event) {
+        if (ws !== sock) return;
+        ws = null;
+        detach(sock);
+        if (event.code === 4401) {
+          unauthorized("the gateway refused the token (close code 4401)", 4401);
+        } else {
+          disconnected(delivered, workingSince);
+        }
+      };
+      sock.onerror = function () {
+        /* onclose follows and decides */
+      };
+    }
+
+    function unauthorized(message, code) {
+      var extra = code ? { code: code } : undefined;
+      var watches = [];
+      eachWatch(function (w) {
+        watches.push(w);
+      });
+      watches.forEach(function (w) {
+        if (w.fail) w.fail("unauthorized", message, extra);
+        else if (!w.done) w.call("onError", makeError("unauthorized", message, extra));
+      });
+      shutdown();
+    }
+
+    function drop(sock, delivered, workingSince) {
+      ws = null;
+      detach(sock);
+      try {
+        sock.close(4000, "unresponsive");
+      } catch (e) {
+        /* ignore */
+      }
+      disconnected(delivered, workingSince);
+    }
+
+    function startPing(sock, since) {
+      clearTimer("ping");
+      timers.ping = setInterval(function () {
+        if (ws !== sock || sock.readyState !== 1) return;
+        send({ type: "ping" });
+        if (timers.pong === null) {
+          timers.pong = setTimeout(function () {
+            timers.pong = null;
+            if (ws === sock) drop(sock, true, since);
+          }, opts.pongTimeout);
+        }
+      }, opts.pingInterval);
+    }
+
+    function disconnected(hadDelivered, workingSince) {
+      clearTimer("ping");
+      clearTimer("pong");
+      clearTimer("connect");
+      if (closed) return;
+      if (!hadDelivered) failures += 1;
+      if (hadDelivered && Date.now() - workingSince >= opts.stableAfter) attempt = 0;
+      if (failures >= opts.fallbackAfter) startPolling();
+      else if (!polling) setMode("connecting");
+      var delay = Math.min(opts.backoffMax, opts.backoffInitial * Math.pow(opts.backoffFactor, attempt));
+      attempt += 1;
+      delay *= 1 - opts.jitter * Math.random();
+      clearTimer("reconnect");
+      timers.reconnect = setTimeout(connectSocket, delay);
+    }
+
+    // ---- polling fallback ----
+
+    function startPolling() {
+      if (polling || closed) return;
+      polling = true;
+      setMode("polling");
+      poll(++pollGeneration);
+    }
+
+    function stopPolling() {
+      polling = false;
+      pollGeneration += 1;
+      clearTimer("poll");
+    }
+
+    function get(path, token) {
+      return fetchFn(base + path, {
+        headers: { Authorization: "Bearer " + token, Accept: "application/json" },
+        cache: "no-store",
+      }).then(function (response) {
+        if (response.status === 401) {
+          unauthorized("the gateway refused the token (HTTP 401)", 401);
+          return null;
+        }
+        if (response.status === 404) return { notFound: true };
+        return response.ok ? response.json() : null; // 5xx: try again later
+      });
+    }
+
+    function poll(generation) {
+      timers.poll = null;
+      resolveToken(opts.token)
+        .then(function (token) {
+          var asks = [];
+          Object.keys(jobs).forEach(function (id) {
+            asks.push(
+              get("/api/jobs/" + encodeURIComponent(id), token).then(function (job) {
+                var tracker = jobs[id];
+                if (!job || !tracker || generation !== pollGeneration) return;
+                if (job.notFound) {
+                  tracker.fail("not_found", "no such job, or not yours (HTTP 404)", { code: 404 });
+                } else {
+                  tracker.apply(job, "snapshot");
+                }
+              })
+            );
+          });
+          if (feeds.length) {
+            asks.push(
+              get("/api/jobs?page_size=20", token).then(function (page) {
+                if (!page || !page.jobs || generation !== pollGeneration) return;
+                feeds.slice().forEach(function (f) {
+                  if (!f.listed) f.list(page.jobs);
+                  else page.jobs.forEach(f.event);
+                });
+              })
+            );
+          }
+          return Promise.all(asks);
+        })
+        .then(null, function () {
+          /* network trouble: try again later */
+        })
+        .then(function () {
+          if (generation === pollGeneration && polling && !closed) {
+            timers.poll = setTimeout(function () {
+              poll(generation);
+            }, opts.pollInterval);
+          }
+        });
+    }
+
+    function shutdown() {
+      closed = true;
+      stopPolling();
+      for (var name in timers) clearTimer(name);
+      if (ws) {
+        var sock = ws;
+        ws = null;
+        detach(sock);
+        try {
+          sock.close(1000, "done");
+        } catch (e) {
+          /* already closing */
+        }
+      }
+      setMode("closed");
+      eachWatch(function (w) {
+        w.done = true;
+      });
+      jobs = {};
+      feeds = [];
+    }
+
+    connectSocket();
+
+    return {
+      /** Watch one job on this connection; watchJob's callbacks, handle and guarantees. */
+      watchJob: function (jobId, handlers) {
+        if (!jobId) throw new TypeError("watchJob: jobId is required");
+        if (closed) throw new Error("watchJob: the connection is closed");
+        var previous = jobs[jobId];
+        if (previous) {
+          // The new watch needs the job's status from the start: a fresh subscription.
+          previous.stop();
+          send({ type: "unsubscribe", job_id: jobId });
+        }
+        var tracker = makeTracker(jobId, handlers || {}, function () {
+          if (jobs[jobId] === tracker) delete jobs[jobId];
+        });
+        tracker.jobId = jobId;
+        jobs[jobId] = tracker;
+        if (mode) tracker.call("onConnection", mode);
+        subscribeJob(tracker);
+        return {
+          close: function () {
+            if (tracker.done) return;
+            tracker.stop();
+            if (jobs[jobId] === tracker) {
+              delete jobs[jobId];
+              send({ type: "unsubscribe", job_id: jobId });
+            }
+          },
+          get state() {
+            return tracker.copyState();
+          },
+          get lastVersion() {
+            return tracker.lastVersion;
+          },
+          get mode() {
+            return tracker.done ? "closed" : mode;
+          },
+        };
+      },
+      /** Every job of the token's user: onJobs(list), then onJob(state) per newer version. */
+      watchMyJobs: function (handlers) {
+        if (closed) throw new Error("watchMyJobs: the connection is closed");
+        var feed = makeFeed(handlers || {});
+        var listed = feeds.filter(function (f) {
+          return f.listed;
+        })[0];
+        feeds.push(feed);
+        if (mode) feed.call("onConnection", mode);
+        if (feeds.length === 1) send({ type: "subscribe", jobs: "mine" });
+        else if (listed) {
+          // The socket's feed is already live: start from what another watch knows.
+          for (var id in listed.known) feed.known[id] = copyOf(listed.known[id]);
+          feed.list([]);
+        }
+        return {
+          close: function () {
+            feed.done = true;
+            feeds = feeds.filter(function (f) {
+              return f !== feed;
+            });
+            if (!feeds.length) send({ type: "unsubscribe", jobs: "mine" });
+          },
+          get jobs() {
+            var all = [];
+            for (var id in feed.known) all.push(feed.known[id]);
+            return all;
+          },
+        };
+      },
+      /** Close the socket and end every watch on it (no callback is called). */
+      close: function () {
+        if (!closed) shutdown();
       },
       get mode() {
         return mode;
@@ -621,6 +1165,7 @@
   return {
     version: VERSION,
     watchJob: watchJob,
+    connect: connect,
     createClient: createClient,
     devToken: devToken,
     presignedPath: presignedPath,

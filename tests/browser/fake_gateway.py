@@ -1,9 +1,10 @@
 """A scriptable stand-in for the gateway's job routes, to test jobstate-client.js precisely.
 
 It serves `gateway/static/`, a bare harness page at `/`, `GET /api/jobs/{id}` from a dict the
-test edits, and the job WebSocket. Every accepted socket is handed to the test through
-`connections` as a `FakeSocket`, so the test decides what the client receives and when.
-Token `good` is the only valid one; a job id missing from `jobs` is closed with 4404.
+test edits, the job WebSocket and the multiplexed one (`/api/ws`, whose `job_id` is ""). Every
+accepted socket is handed to the test through `connections` as a `FakeSocket`, so the test
+decides what the client receives and when. Token `good` is the only valid one; a job id missing
+from `jobs` is closed with 4404.
 """
 
 from __future__ import annotations
@@ -37,6 +38,28 @@ window.startWatch = function (jobId, options) {
     onConnection: (m) => modes.push(m),
   }, options || {});
   window.watcher = JobState.watchJob(jobId, opts);
+};
+// One connection (JobState.connect): watches record [callback, job id, ...].
+window.startConnection = function (options) {
+  window.conn = JobState.connect(Object.assign({
+    token: "good",
+  }, options || {}));
+  window.connWatch = function (jobId) {
+    return conn.watchJob(jobId, {
+      onStatus: (s) => events.push(["status", jobId, s.status, s.version]),
+      onProgress: (s) => events.push(["progress", jobId, s.version, s.progress]),
+      onComplete: (s) => events.push(["complete", jobId, s.version]),
+      onError: (e) => events.push(["error", jobId, e.kind]),
+      onConnection: (m) => modes.push(m),
+    });
+  };
+  window.connFeed = function (tag) {
+    const name = (kind) => (tag ? tag + " " + kind : kind);
+    return conn.watchMyJobs({
+      onJobs: (list) => events.push([name("jobs"), list.map((j) => [j.jobId, j.version])]),
+      onJob: (s) => events.push([name("job"), s.jobId, s.version, s.status]),
+    });
+  };
 };
 </script>
 """
@@ -73,6 +96,7 @@ class FakeGateway:
         self.app.router.add_static("/static/", STATIC)
         self.app.router.add_get("/api/jobs/{job_id}", self._get_job)
         self.app.router.add_get("/api/jobs/{job_id}/ws", self._socket)
+        self.app.router.add_get("/api/ws", self._socket)
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self.url = ""
@@ -113,11 +137,11 @@ class FakeGateway:
         ws = web.WebSocketResponse(compress=False)
         await ws.prepare(request)
         self._sockets.add(ws)
-        job_id = request.match_info["job_id"]
+        job_id = request.match_info.get("job_id", "")  # "" on the multiplexed /api/ws
         if request.query.get("token") != GOOD_TOKEN:
             await ws.close(code=4401)
             return ws
-        if job_id not in self.jobs:
+        if job_id and job_id not in self.jobs:
             await ws.close(code=4404)
             return ws
         sock = FakeSocket(ws, job_id, request.query.get("after"))

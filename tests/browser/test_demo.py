@@ -112,7 +112,8 @@ async def test_completes_by_polling_when_websockets_are_refused(page, context, s
         refused.append(ws.url)
         await ws.close(code=1011, reason="refused by the test")
 
-    await context.route_web_socket(re.compile(r"/api/jobs/.*/ws"), refuse)
+    # The page's one socket (/api/ws) and any single-job socket.
+    await context.route_web_socket(re.compile(r"/api/(jobs/.*/)?ws"), refuse)
     await open_demo(page, system)
     await start_export(page)
     await expect_complete(page)

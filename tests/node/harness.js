@@ -4,8 +4,9 @@
  * real gateway. `node harness.js '<json config>'` runs one scenario and prints what happens as
  * one JSON array per line, for the pytest side to compare (and to pace the job by).
  *
- * config: {scenario: "rest" | "watch", baseUrl, user (rest), token and jobId (watch),
- *          websocket (watch): "minimal" (the option, given MinimalWebSocket) | "none" | "global"}
+ * config: {scenario: "rest" | "watch" | "connect", baseUrl, user (rest), token and jobId
+ *          (watch, connect),
+ *          websocket (watch, connect): "minimal" (the option, given MinimalWebSocket) | "none" | "global"}
  */
 const path = require("node:path");
 
@@ -84,7 +85,29 @@ async function watch(config) {
   process.on("exit", () => emit("sockets", MinimalWebSocket.created > 0));
 }
 
-const SCENARIOS = { rest, watch };
+// One connection (JobState.connect) with the job and the user's feed on it; closed once the
+// job completes, so node exits by itself.
+async function connect(config) {
+  if (config.websocket === "none") delete globalThis.WebSocket;
+  const options = { ...FAST, baseUrl: config.baseUrl, token: config.token };
+  if (config.websocket === "minimal") options.WebSocket = MinimalWebSocket;
+  const conn = JobState.connect(options);
+  conn.watchMyJobs({
+    onJobs: (list) => emit("jobs", list.map((j) => [j.jobId, j.version])),
+    onJob: (s) => emit("job", s.jobId, s.version, s.status),
+  });
+  conn.watchJob(config.jobId, {
+    onStatus: (s) => emit("status", s.status, s.version),
+    onComplete: (s) => {
+      emit("complete", s.version);
+      setTimeout(() => conn.close(), 200); // the feed's copy of the event comes too
+    },
+    onError: (e) => emit("error", e.kind, e.message),
+    onConnection: (mode) => emit("mode", mode),
+  });
+}
+
+const SCENARIOS = { rest, watch, connect };
 const config = JSON.parse(process.argv[2]);
 SCENARIOS[config.scenario](config).catch((e) => {
   emit("crashed", String(e));

@@ -106,3 +106,32 @@ async def test_watch_job_follows_a_job_to_the_end(
         ["sockets", own_socket],
     ], str(node)
     assert code == 0, str(node)
+
+
+@pytest.mark.parametrize(
+    ("websocket", "mode"),
+    [("minimal", "websocket"), ("none", "polling")],
+    ids=["socket", "polling"],
+)
+async def test_one_connection_carries_a_job_and_the_users_feed(
+    system: System, runpod: FakeRunPod, run_node, websocket: str, mode: str
+):
+    user = new_user()
+    job_id = await system.start_export(user)
+    run = await runpod.next_submission()
+    config = {
+        "scenario": "connect",
+        "baseUrl": system.url,
+        "token": System.token(user),
+        "jobId": job_id,
+        "websocket": websocket,
+    }
+    node = await run_node(config)
+    await node.until("status", "processing", 2)
+    await node.until("jobs", [[job_id, 2]])
+    done = {"status": "complete", "output_key": f"exports/{job_id}/{job_id}.mp4"}
+    assert await system.callback(run["callback_url"], done) == 200
+    code = await node.exited()
+    assert ["mode", mode] in node.log, str(node)
+    assert ["complete", 3] in node.log and ["job", job_id, 3, "complete"] in node.log, str(node)
+    assert code == 0, str(node)
