@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import time
 import warnings
+from collections import OrderedDict
+from collections.abc import Callable
 
 import jwt
 from aiohttp import web
@@ -24,10 +26,20 @@ class Unauthorized(GatewayError):
     status = 401
 
 
+VERIFIED_TOKENS = 4096
+
+
 class UserAuth:
     """Verifies and (in development) mints user tokens."""
 
-    def __init__(self, secret: str, *, audience: str = "", issuer: str = "") -> None:
+    def __init__(
+        self,
+        secret: str,
+        *,
+        audience: str = "",
+        issuer: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         """`audience` / `issuer`: when given, a token's `aud` must contain it / `iss` must equal
         it (a token without the claim is refused); when empty, the claim is not required and
         any value is accepted (most identity providers put `aud` in every token)."""
@@ -37,11 +49,32 @@ class UserAuth:
         # NOTE: PyJWT warns on every call with a key under 32 bytes. Production refuses such
         # a key at start; in development a short one is allowed and warned about once there.
         self._short_key = len(self._key) < MIN_SECRET_BYTES
+        # NOTE: a page's sockets, its reconnects and its REST calls present one token again and
+        # again; checking its signature and claims was ~18 % of the gateway's CPU while sockets
+        # opened (py-spy). A token that passed is remembered (the exact string, so a changed
+        # byte is checked afresh) with its `exp`, which is checked again on every use.
+        self._verified: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
+        self._clock = clock
 
     def verify(self, token: str) -> str:
         """The user id (`sub`) of a valid token; raises Unauthorized otherwise."""
         if not token:
             raise Unauthorized("missing token")
+        known = self._verified.get(token)
+        if known is not None:
+            sub, expires = known
+            if expires is not None and expires <= self._clock():
+                del self._verified[token]
+                raise Unauthorized("token expired")
+            self._verified.move_to_end(token)
+            return sub
+        sub, expires = self._check(token)
+        self._verified[token] = (sub, expires)
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return sub
+
+    def _check(self, token: str) -> tuple[str, float | None]:
         try:
             with warnings.catch_warnings():
                 if self._short_key:
@@ -62,7 +95,8 @@ class UserAuth:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise Unauthorized("invalid token: sub must be a non-empty string")
-        return sub
+        exp = claims.get("exp")  # PyJWT checked it is a number when present
+        return sub, None if exp is None else float(exp)
 
     def mint(self, user_id: str, ttl: float = 86400.0) -> str:
         claims = {"sub": user_id, "iat": int(time.time()), "exp": int(time.time() + ttl)}
