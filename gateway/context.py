@@ -40,7 +40,7 @@ class Services:
     owners: Owners = field(init=False)
 
     def __post_init__(self) -> None:
-        self.owners = Owners(self.client, self.hub)
+        self.owners = Owners(self.hub, self.config.rpc_timeout)
 
     def callback_url(self, job_id: str) -> str:
         return f"{self.public_url}/api/jobs/{job_id}/do?token={self.callbacks.token(job_id)}"

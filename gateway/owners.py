@@ -1,9 +1,9 @@
-"""Who owns a job: known from the job's shared stream, else asked of the service at most once
-at a time per job.
+"""Who owns a job, before a socket may watch it.
 
-Sockets of one job arrive together (the tabs of a page, every socket of a job reconnecting
-after a gateway restart). Until the job's stream has its SNAPSHOT (`WatchHub.owner`), each of
-them would make its own GetJob; concurrent askers of one job share one call instead.
+A job this gateway follows has a known owner (`WatchHub.owner`). Otherwise the hub starts the
+job's follow and the owner comes with its SNAPSHOT (`WatchHub.learn_owner`): one round trip
+instead of a GetJob and then the follow, and sockets of one job arriving together (the tabs of
+a page, every socket of a job reconnecting after a gateway restart) wait for the same answer.
 """
 
 from __future__ import annotations
@@ -11,32 +11,22 @@ from __future__ import annotations
 import asyncio
 
 from gateway.watch import WatchHub
-from jobstate.client import JobStateClient
+from jobstate.client import Unavailable
 
 
 class Owners:
-    def __init__(self, client: JobStateClient, hub: WatchHub) -> None:
-        self._client = client
+    def __init__(self, hub: WatchHub, timeout: float) -> None:
         self._hub = hub
-        self._asking: dict[str, asyncio.Future[str]] = {}
+        self._timeout = timeout
 
     async def owner(self, job_id: str) -> str:
-        """The job's user; raises what `JobStateClient.get_job` raises (`NotFound`, …)."""
+        """The job's user; raises the client's errors (`NotFound`, …) as the service ends the
+        follow, `Unavailable` when it has not answered within the gateway's RPC timeout."""
         known = self._hub.owner(job_id)
         if known is not None:
             return known
-        asking = self._asking.get(job_id)
-        if asking is None:
-            asking = asyncio.ensure_future(self._ask(job_id))
-            self._asking[job_id] = asking
-            asking.add_done_callback(lambda done: self._done(job_id, done))
-        # One asker leaving (its socket closed) does not cancel the others' answer.
-        return await asyncio.shield(asking)
-
-    async def _ask(self, job_id: str) -> str:
-        return (await self._client.get_job(job_id)).user_id
-
-    def _done(self, job_id: str, done: asyncio.Future[str]) -> None:
-        del self._asking[job_id]
-        if not done.cancelled():
-            done.exception()  # retrieved: every asker may have left before it failed
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._hub.learn_owner(job_id)
+        except TimeoutError:
+            raise Unavailable("the service did not answer in time") from None

@@ -47,6 +47,7 @@ from jobstate.client import (
     JobFeed,
     JobStateClient,
     JobStateError,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,13 @@ class JobWatch:
         self.latest: Event | None = None  # None until the job's opening SNAPSHOT
         self.recent: deque[Event] = deque()
         self.waiting: set[Watcher] = set()  # replays that wait for the opening SNAPSHOT
+        self.known: asyncio.Future[str] | None = None  # the owner, for `learn_owner`
+        self.lookups = 0  # sockets waiting for `known`
+
+    def fail_lookups(self, error: JobStateError) -> None:
+        if self.known is not None and not self.known.done():
+            self.known.set_exception(error)
+            self.known.exception()  # retrieved: every asker may have gone already
 
     @property
     def owner(self) -> str | None:
@@ -192,6 +200,8 @@ class JobWatch:
     def publish(self, event: Event) -> None:
         self.position = event.version
         self.latest = event
+        if self.known is not None and not self.known.done():
+            self.known.set_result(event.record.job.user_id)
         if event.record.type is EventType.SNAPSHOT:
             self.recent.clear()
             self.floor = event.version
@@ -231,15 +241,42 @@ class WatchHub:
         watch = self._watches.get(job_id)
         return None if watch is None else watch.owner
 
+    async def learn_owner(self, job_id: str) -> str:
+        """The job's user: known from its stream, else from the SNAPSHOT of the follow started
+        here for the asking — one round trip, where a GetJob and then the follow took two.
+        Raises what the service ends the follow with (`NotFound`, …). A follow nobody joins
+        once the asking is over is dropped."""
+        watch = self._watches.get(job_id) or self._start(job_id)
+        if watch.owner is not None:
+            return watch.owner
+        if watch.known is None:
+            watch.known = asyncio.get_running_loop().create_future()
+        watch.lookups += 1
+        try:
+            # One socket leaving (closed while it waits) does not cancel the others' answer.
+            return await asyncio.shield(watch.known)
+        finally:
+            watch.lookups -= 1
+            # After the asker's own turn, in which an admitted socket joins.
+            asyncio.get_running_loop().call_soon(self._drop_if_unused, watch)
+
     def join(self, job_id: str, watcher: Watcher, after: int | None) -> None:
         """Attach `watcher`; its first message is a status (after=None) or the replay."""
-        watch = self._watches.get(job_id)
-        if watch is None:
-            watch = JobWatch(self, job_id)
-            self._watches[job_id] = watch
-            self.metrics.watch_streams.inc()
-            self._followed().follow(job_id)
+        watch = self._watches.get(job_id) or self._start(job_id)
         watch.attach(watcher, after)
+
+    def _start(self, job_id: str) -> JobWatch:
+        watch = JobWatch(self, job_id)
+        self._watches[job_id] = watch
+        self.metrics.watch_streams.inc()
+        self._followed().follow(job_id)
+        return watch
+
+    def _drop_if_unused(self, watch: JobWatch) -> None:
+        if not watch.watchers and not watch.lookups and self._watches.get(watch.job_id) is watch:
+            self._forget(watch)
+            if self._feed is not None:
+                self._feed.unfollow(watch.job_id)
 
     def leave(self, job_id: str, watcher: Watcher) -> None:
         """Detach; the last watcher to leave unfollows the job."""
@@ -249,10 +286,7 @@ class WatchHub:
         if watch is None or watcher not in watch.watchers:
             return
         watch.detach(watcher)
-        if not watch.watchers:
-            self._forget(watch)
-            if self._feed is not None:
-                self._feed.unfollow(job_id)
+        self._drop_if_unused(watch)
 
     def _followed(self) -> JobFeed:
         if self._feed is None:
@@ -284,6 +318,7 @@ class WatchHub:
                 # After the terminal event its watchers are already finishing; otherwise
                 # the service refused the job.
                 if item.error is not None:
+                    watch.fail_lookups(item.error)  # the asking learns why
                     answer = report(f"watch of {item.job_id}", item.error)
                     watch.close_all(answer.close_code, answer.reason)
                 self._forget(watch)
@@ -291,12 +326,14 @@ class WatchHub:
                 watch.publish(Event(item))
 
     def _forget(self, watch: JobWatch) -> None:
+        watch.fail_lookups(Unavailable("the job's stream ended; try again"))
         if self._watches.get(watch.job_id) is watch:
             del self._watches[watch.job_id]
             self.metrics.watch_streams.dec()
 
     async def close(self) -> None:
-        self._watches.clear()
+        for watch in list(self._watches.values()):
+            self._forget(watch)
         self.metrics.watch_streams.set(0)
         feed, pump = self._feed, self._pump
         self._feed = self._pump = None

@@ -325,9 +325,12 @@ async def test_shutdown_closes_1001_and_a_new_socket_resumes_with_after(make_sta
     await progress(restarted, a, 20, 30)  # while no socket is open
     await progress(restarted, b, 20)
     again = await mux(restarted)
+    # Both at once: a job's replay may arrive before the other job's acknowledgement.
     for job_id, version in last.items():
-        await subscribe(again, job_id, after=version)
+        await send(again, {"type": "subscribe", "job_id": job_id, "after": version})
     received = await collect(again, {a: 5, b: 3})
+    acks = [m for m in received if m["type"] == "subscribed"]
+    assert acks == [{"type": "subscribed", "job_id": a}, {"type": "subscribed", "job_id": b}]
     assert versions(of(received, a)) == [4, 5]
     assert versions(of(received, b)) == [3]
     await again.nothing_more(0.1)
