@@ -24,7 +24,8 @@ its sockets with the code `errors.SERVICE_ANSWERS` gives (4404 for a job that do
 service's stream cap) closes every socket the same way, and the next join starts a new feed.
 A watcher is closed with 1000 once its terminal message is sent (or at once, when its `after`
 already covers the job's terminal event). The job's owner is known from its SNAPSHOT on, so
-a later socket is admitted without asking the service (`owner`).
+a later socket is admitted without asking the service (`owner`); the first socket starts the
+follow and learns the owner from that SNAPSHOT (`learn_owner`) before it joins.
 """
 
 from __future__ import annotations
