@@ -317,16 +317,11 @@ async def test_a_worker_that_reports_again_is_not_failed_for_silence(
     """A 404 (or deadline) verdict is re-checked against the job's version before FailJob."""
     job = await submitted(client, "rp-1", progress=10)
 
-    class ReportsWhileAsked(RunPodClient):
-        async def status(self, external_id: str) -> dict[str, Any]:
-            await client.report_progress(job.job_id, 50, "still here")
-            return await super().status(external_id)  # 404: unknown
+    async def reports_while_asked() -> None:
+        await client.report_progress(job.job_id, 50, "still here")
 
-    talkative = ReportsWhileAsked(fake_runpod.url, API_KEY, 5, Metrics())
-    try:
-        summary = await reconciler(client, talkative).run_once()
-    finally:
-        await talkative.close()
+    fake_runpod.before_status = reports_while_asked  # then 404: unknown
+    summary = await reconciler(client, runpod).run_once()
     assert summary == {"examined": 1, "raced": 1}
     assert (await client.get_job(job.job_id)).status == Status.PROCESSING
 
@@ -341,23 +336,18 @@ async def test_service_down_is_an_rpc_error_not_a_crash(fake_runpod: FakeRunPod)
 
 
 async def test_a_job_finished_meanwhile_is_a_race_not_an_error(
-    client: JobStateClient, fake_runpod: FakeRunPod
+    client: JobStateClient, fake_runpod: FakeRunPod, runpod: RunPodClient
 ) -> None:
     """RunPod says FAILED, but the worker's completion landed first: FAILED_PRECONDITION from
     the service is expected, counted as `raced`, and the completed job stays complete."""
     job = await submitted(client, "rp-1", progress=99)
     fake_runpod.jobs["rp-1"] = (200, {"status": "FAILED", "error": "late news"})
 
-    class CompletesWhileAsked(RunPodClient):
-        async def status(self, external_id: str) -> dict[str, Any]:
-            await client.complete_job(job.job_id, "exports/u1/first.mp4")
-            return await super().status(external_id)
+    async def completes_while_asked() -> None:
+        await client.complete_job(job.job_id, "exports/u1/first.mp4")
 
-    racing = CompletesWhileAsked(fake_runpod.url, API_KEY, 5, Metrics())
-    try:
-        summary = await reconciler(client, racing).run_once()
-    finally:
-        await racing.close()
+    fake_runpod.before_status = completes_while_asked
+    summary = await reconciler(client, runpod).run_once()
     after = await client.get_job(job.job_id)
     assert summary == {"examined": 1, "raced": 1}
     assert (after.status, after.output_key) == (Status.COMPLETE, "exports/u1/first.mp4")

@@ -7,7 +7,8 @@ use (the gateway submits to it, the reconciler asks it, the browser tests pace j
   `before_run`, when set, is awaited first (to hold /run open or break something meanwhile).
 - `/cancel/{id}` records the id in `cancelled`; `cancel_status` other than 200 refuses.
 - `/status/{id}` answers `jobs[id] = (http_status, body)` (a str body as text), or 404 as
-  RunPod does for an id it does not know.
+  RunPod does for an id it does not know; `before_status`, when set, is awaited first (to
+  change a job while the reconciler is asking about it).
 Every request is recorded in `requests` as (method, path, JSON body or None, Authorization).
 """
 
@@ -42,6 +43,7 @@ class FakeRunPod:
         self.cancel_status = 200
         self.error_text = "boom"
         self.before_run: Callable[[], Awaitable[None]] | None = None
+        self.before_status: Callable[[], Awaitable[None]] | None = None
         self.url = ""
         self._received = 0
         self._runner: web.AppRunner | None = None
@@ -72,7 +74,7 @@ class FakeRunPod:
         self.run_status = self.cancel_status = 200
         self.run_id = None
         self.error_text = "boom"
-        self.before_run = None
+        self.before_run = self.before_status = None
 
     def paths(self) -> list[tuple[str, str]]:
         return [(r.method, r.path) for r in self.requests]
@@ -123,6 +125,8 @@ class FakeRunPod:
 
     async def _status(self, request: web.Request) -> web.Response:
         await self._record(request)
+        if self.before_status is not None:
+            await self.before_status()
         missing = (404, {"error": "request does not exist"})
         status, body = self.jobs.get(request.match_info["id"], missing)
         if isinstance(body, str):
