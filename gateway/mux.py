@@ -20,10 +20,10 @@ included. A job followed both ways arrives twice, once per subscription (the bro
 tells its handlers apart by version).
 
 Client messages are read one at a time, so a subscription's checks (the job's owner from
-`owners`: from the job's stream, started for the asking when not followed yet) finish before the next message
-is looked at. A frame that is
-not a protocol message (not JSON, not an object, an unknown type, an ill-typed field, a binary
-frame) closes the socket with 4400 and says why; a frame over 64 KiB closes it with 1009.
+`owners`: from the job's stream, started for the asking when not followed yet) finish before
+the next message is looked at. A frame that is not a protocol message (not JSON, not an
+object, an unknown type, an ill-typed field, a binary frame) closes the socket with 4400 and
+says why; a frame over 64 KiB closes it with 1009.
 """
 
 from __future__ import annotations
