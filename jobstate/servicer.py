@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -233,20 +234,25 @@ class JobStateServicer(pb_grpc.JobStateServiceServicer):
         outcomes = await self.service.change_many(changes)
         return pb.ApplyChangesResponse(results=[_result(o, fields) for o in outcomes])
 
-    async def WatchJob(
+    async def _stream(
         self,
-        request: pb.WatchJobRequest,
-        context: grpc.aio.ServicerContext[pb.WatchJobRequest, pb.WatchJobResponse],
-    ) -> AsyncIterator[pb.WatchJobResponse]:
+        context: grpc.aio.ServicerContext[Any, Any],
+        kind: str,
+        responses: AsyncGenerator[Response, None],
+    ) -> AsyncIterator[Response]:
+        """One server stream: a slot of the process's stream cap while it runs; an error ends
+        it with its code and client-facing message (an unexpected one as INTERNAL, logged).
+        `responses` is closed with the stream, however it ends."""
         if self.watch_streams >= self.max_watch_streams:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"this server already serves {self.max_watch_streams} WatchJob streams",
+                f"this server already serves {self.max_watch_streams} {kind} streams",
             )
         self.watch_streams += 1
         try:
-            async for item in self.service.watch(request.job_id, request.after_version):
-                yield event_to_pb(item)
+            async with contextlib.aclosing(responses):
+                async for response in responses:
+                    yield response
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
@@ -256,6 +262,15 @@ class JobStateServicer(pb_grpc.JobStateServiceServicer):
         finally:
             self.watch_streams -= 1
         await context.abort(code, message)
+
+    async def WatchJob(
+        self,
+        request: pb.WatchJobRequest,
+        context: grpc.aio.ServicerContext[pb.WatchJobRequest, pb.WatchJobResponse],
+    ) -> AsyncIterator[pb.WatchJobResponse]:
+        events = self.service.watch(request.job_id, request.after_version)
+        async for response in self._stream(context, "WatchJob", _watch_responses(events)):
+            yield response
 
     async def WatchJobs(
         self,
@@ -267,53 +282,52 @@ class JobStateServicer(pb_grpc.JobStateServiceServicer):
         except errors.JobStateError as exc:
             code, message = status_for(exc)
             await context.abort(code, message)
-        if self.watch_streams >= self.max_watch_streams:
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"this server already serves {self.max_watch_streams} watch streams",
-            )
-        self.watch_streams += 1
-        limit = MAX_EVENTS_WITH_PARAMS if fields is None or "params" in fields else MAX_EVENTS
-        try:
-            async for batch in watch.batches(limit):
-                response = pb.WatchJobsResponse(
-                    events=[_job_event(event, fields) for event in batch.events]
-                )
-                if batch.initial_state_complete is not None:
-                    response.initial_state_complete.CopyFrom(
-                        _initial_state_complete(batch.initial_state_complete)
-                    )
-                yield response
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            code, message = status_for(exc)
-        else:
-            return
-        finally:
-            self.watch_streams -= 1
-        await context.abort(code, message)
+        async for response in self._stream(context, "watch", _user_responses(watch, fields)):
+            yield response
 
     async def FollowJobs(
         self,
         requests: AsyncIterator[pb.FollowJobsRequest],
         context: grpc.aio.ServicerContext[pb.FollowJobsRequest, pb.FollowJobsResponse],
     ) -> AsyncIterator[pb.FollowJobsResponse]:
-        if self.watch_streams >= self.max_watch_streams:
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"this server already serves {self.max_watch_streams} watch streams",
+        responses = _follow_responses(self.service, requests)
+        async for response in self._stream(context, "watch", responses):
+            yield response
+
+
+async def _watch_responses(
+    events: AsyncIterator[JobEvent],
+) -> AsyncGenerator[pb.WatchJobResponse, None]:
+    async for event in events:
+        yield event_to_pb(event)
+
+
+async def _user_responses(
+    watch: UserWatch, fields: Fields
+) -> AsyncGenerator[pb.WatchJobsResponse, None]:
+    limit = MAX_EVENTS_WITH_PARAMS if fields is None or "params" in fields else MAX_EVENTS
+    async for batch in watch.batches(limit):
+        response = pb.WatchJobsResponse(
+            events=[_job_event(event, fields) for event in batch.events]
+        )
+        if batch.initial_state_complete is not None:
+            response.initial_state_complete.CopyFrom(
+                _initial_state_complete(batch.initial_state_complete)
             )
-        self.watch_streams += 1
-        follower = Follower(self.service, self.service.hub)
-        reader = asyncio.create_task(_read_follow_requests(requests, follower))
-        try:
-            async for batch in follower.batches():
-                yield pb.FollowJobsResponse(
-                    events=[_job_event(event, fields) for event, fields in batch.events],
-                    ends=[_end(end) for end in batch.ends],
-                )
-        finally:
-            self.watch_streams -= 1
-            reader.cancel()
-            follower.close()
+        yield response
+
+
+async def _follow_responses(
+    service: JobService, requests: AsyncIterator[pb.FollowJobsRequest]
+) -> AsyncGenerator[pb.FollowJobsResponse, None]:
+    follower = Follower(service, service.hub)
+    reader = asyncio.create_task(_read_follow_requests(requests, follower))
+    try:
+        async for batch in follower.batches():
+            yield pb.FollowJobsResponse(
+                events=[_job_event(event, fields) for event, fields in batch.events],
+                ends=[_end(end) for end in batch.ends],
+            )
+    finally:
+        reader.cancel()
+        follower.close()
