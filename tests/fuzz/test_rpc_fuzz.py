@@ -192,6 +192,9 @@ def requests(job_id: str) -> dict[str, st.SearchStrategy[Any]]:
 # --- the property --------------------------------------------------------------------------
 
 
+TERMINAL_STATUSES = (pb.JOB_STATUS_COMPLETE, pb.JOB_STATUS_ERROR, pb.JOB_STATUS_CANCELLED)
+
+
 def _read(client: pb_grpc.JobStateServiceStub, job_id: str) -> pb.Job | None:
     try:
         return client.GetJob(pb.GetJobRequest(job_id=job_id), timeout=10).job
@@ -215,6 +218,17 @@ def _target(client: pb_grpc.JobStateServiceStub, target: str) -> str:
 def _call(client: pb_grpc.JobStateServiceStub, rpc: str, request: Any) -> grpc.StatusCode:
     try:
         if rpc == "WatchJob":
+            job = _read(client, request.job_id)
+            if job is not None and request.after_version == job.version:
+                # Nothing newer: a finished job's stream ends at once, an unfinished job's
+                # stays open, quietly.
+                if job.status in TERMINAL_STATUSES:
+                    assert list(client.WatchJob(request, timeout=10)) == []
+                    return grpc.StatusCode.OK
+                with pytest.raises(grpc.RpcError) as waited:
+                    next(client.WatchJob(request, timeout=0.5))
+                assert waited.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                return grpc.StatusCode.OK
             stream = client.WatchJob(request, timeout=10)
             first = next(stream)
             stream.cancel()
