@@ -12,7 +12,7 @@ import random
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import pytest
@@ -37,7 +37,7 @@ from .conftest import (
     rpc_error,
 )
 
-Stub = pb_grpc.JobStateServiceStub
+Stub: TypeAlias = "pb_grpc.JobStateServiceAsyncStub"
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -654,7 +654,7 @@ async def test_store_unreachable_is_unavailable(
     postgres_url: str, start: ServerFactory, connect: ChannelFactory
 ) -> None:
     running = await start(postgres_url)
-    stub = Stub(connect(running.port))
+    stub = pb_grpc.JobStateServiceStub(connect(running.port))
     await create_job(stub, "j")
     await drop_database(postgres_url)
 
@@ -672,7 +672,7 @@ async def test_api_token_guards_every_rpc_but_health(
 ) -> None:
     running = await start(sqlite_url, api_token="s3cret")
     channel = connect(running.port)
-    stub = Stub(channel)
+    stub = pb_grpc.JobStateServiceStub(channel)
     good = (("authorization", "Bearer s3cret"),)
     bad = (("authorization", "Bearer wrong"),)
 

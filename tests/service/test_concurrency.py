@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import TypeAlias
 
 import grpc
 
@@ -14,7 +15,7 @@ from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
 from .conftest import WAIT, ChannelFactory, ServerFactory, Watch, create_job
 
-Stub = pb_grpc.JobStateServiceStub
+Stub: TypeAlias = "pb_grpc.JobStateServiceAsyncStub"
 
 
 async def full_history(stub: Stub, job_id: str) -> dict[int, pb.Job]:
@@ -119,7 +120,7 @@ async def test_two_replicas_on_one_postgres_keep_versions_contiguous(
     postgres_url: str, start: ServerFactory, connect: ChannelFactory
 ) -> None:
     replicas = [await start(postgres_url), await start(postgres_url)]
-    stubs = [Stub(connect(r.port)) for r in replicas]
+    stubs = [pb_grpc.JobStateServiceStub(connect(r.port)) for r in replicas]
     await create_job(stubs[0], "j")
     messages = [f"m{i}" for i in range(200)]
     answers = await asyncio.gather(
@@ -139,7 +140,7 @@ async def test_replicas_starting_together_on_a_fresh_database(
 ) -> None:
     # Schema creation races between replicas must be harmless.
     replicas = await asyncio.gather(*(start(postgres_url) for _ in range(3)))
-    stubs = [Stub(connect(r.port)) for r in replicas]
+    stubs = [pb_grpc.JobStateServiceStub(connect(r.port)) for r in replicas]
     await create_job(stubs[0], "j")
     versions = [
         (await report(stub, "j", 10 * (i + 1), "")).job.version for i, stub in enumerate(stubs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import grpc
 import pytest
@@ -16,7 +17,7 @@ from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
 from .conftest import WAIT, create_job
 
-Stub = pb_grpc.JobStateServiceStub
+Stub: TypeAlias = "pb_grpc.JobStateServiceAsyncStub"
 CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import timedelta
+from typing import TypeAlias
 
 import asyncpg
 import grpc
@@ -27,7 +28,7 @@ from .conftest import (
     log_of,
 )
 
-Stub = pb_grpc.JobStateServiceStub
+Stub: TypeAlias = "pb_grpc.JobStateServiceAsyncStub"
 OK = grpc.StatusCode.OK
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from typing import TypeAlias
 
 import asyncpg
 import grpc
@@ -22,7 +23,7 @@ from jobstate.wire import MAX_AFTER_VERSIONS
 
 from .conftest import WAIT, ChannelFactory, ServerFactory, create_job
 
-Stub = pb_grpc.JobStateServiceStub
+Stub: TypeAlias = "pb_grpc.JobStateServiceAsyncStub"
 Entry = tuple[object, ...]
 
 
