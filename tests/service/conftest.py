@@ -17,7 +17,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import grpc
@@ -74,7 +74,7 @@ async def postgres_database() -> AsyncIterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
+    return cast(str, request.param)
 
 
 @pytest.fixture

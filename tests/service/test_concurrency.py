@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable
 from typing import TypeAlias
 
 import grpc
@@ -26,7 +27,9 @@ async def full_history(stub: Stub, job_id: str) -> dict[int, pb.Job]:
     return {m.job.version: m.job for m in got}
 
 
-def report(stub: Stub, job_id: str, value: float, message: str) -> grpc.aio.UnaryUnaryCall:
+def report(
+    stub: Stub, job_id: str, value: float, message: str
+) -> grpc.aio.UnaryUnaryCall[pb.ReportProgressRequest, pb.ReportProgressResponse]:
     return stub.ReportProgress(
         pb.ReportProgressRequest(job_id=job_id, progress=value, message=message)
     )
@@ -56,7 +59,9 @@ async def test_500_concurrent_progress_and_complete_rpcs_on_one_job(stub: Stub) 
     calls = [("progress", i / 5) for i in range(1, 451)] + [("complete", 100.0)] * 50
     rng.shuffle(calls)
 
-    def call(kind: str, value: float) -> grpc.aio.UnaryUnaryCall:
+    def call(
+        kind: str, value: float
+    ) -> Awaitable[pb.CompleteJobResponse | pb.ReportProgressResponse]:
         if kind == "complete":
             return stub.CompleteJob(pb.CompleteJobRequest(job_id="j", output_key="exports/j"))
         return report(stub, "j", value, f"at {value}")
