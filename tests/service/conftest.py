@@ -17,7 +17,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import grpc
@@ -74,7 +74,7 @@ async def postgres_database() -> AsyncIterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
+    return cast(str, request.param)
 
 
 @pytest.fixture
@@ -161,21 +161,23 @@ async def connect() -> AsyncIterator[ChannelFactory]:
 
 
 @pytest.fixture
-def stub(server: RunningServer, connect: ChannelFactory) -> pb_grpc.JobStateServiceStub:
+def stub(server: RunningServer, connect: ChannelFactory) -> pb_grpc.JobStateServiceAsyncStub:
     return pb_grpc.JobStateServiceStub(connect(server.port))
 
 
 @pytest.fixture
 def sqlite_stub(
     sqlite_server: RunningServer, connect: ChannelFactory
-) -> pb_grpc.JobStateServiceStub:
+) -> pb_grpc.JobStateServiceAsyncStub:
     return pb_grpc.JobStateServiceStub(connect(sqlite_server.port))
 
 
 # --- helpers ------------------------------------------------------------------------------
 
 
-async def create_job(stub: pb_grpc.JobStateServiceStub, job_id: str = "", **fields: Any) -> pb.Job:
+async def create_job(
+    stub: pb_grpc.JobStateServiceAsyncStub, job_id: str = "", **fields: Any
+) -> pb.Job:
     fields.setdefault("user_id", "u1")
     fields.setdefault("kind", "overlay")
     response = await stub.CreateJob(pb.CreateJobRequest(job_id=job_id, **fields))
@@ -185,7 +187,7 @@ async def create_job(stub: pb_grpc.JobStateServiceStub, job_id: str = "", **fiel
 class Watch:
     """A WatchJob stream piped into a queue of (type, version, job) tuples, closed by None."""
 
-    def __init__(self, stub: pb_grpc.JobStateServiceStub, job_id: str, after: int = 0) -> None:
+    def __init__(self, stub: pb_grpc.JobStateServiceAsyncStub, job_id: str, after: int = 0) -> None:
         self.call = stub.WatchJob(pb.WatchJobRequest(job_id=job_id, after_version=after))
         self.queue: asyncio.Queue[pb.WatchJobResponse | None] = asyncio.Queue()
         self._early: list[pb.WatchJobResponse | None] = []
@@ -289,7 +291,7 @@ async def spawn() -> AsyncIterator[SpawnFactory]:
         await serve.kill()
 
 
-async def history(stub: pb_grpc.JobStateServiceStub, job_id: str) -> list[tuple[str, int]]:
+async def history(stub: pb_grpc.JobStateServiceAsyncStub, job_id: str) -> list[tuple[str, int]]:
     """The job's whole history after CREATED, as (event type, version), read by WatchJob."""
     job = (await stub.GetJob(pb.GetJobRequest(job_id=job_id))).job
     if job.version == 1:

@@ -80,7 +80,9 @@ V010_EVENTS = Table(
 )
 
 
-def job_row(job_id: str, user_id: str = "u1", key: str | None = None, **fields: Any) -> dict:
+def job_row(
+    job_id: str, user_id: str = "u1", key: str | None = None, **fields: Any
+) -> dict[str, Any]:
     created = fields.pop("created_at", datetime(2026, 11, 1, tzinfo=UTC))
     row = {
         "job_id": job_id,
@@ -102,7 +104,7 @@ def job_row(job_id: str, user_id: str = "u1", key: str | None = None, **fields: 
     return row | fields
 
 
-def event_row(job: dict, version: int, type_: str, **fields: Any) -> dict:
+def event_row(job: dict[str, Any], version: int, type_: str, **fields: Any) -> dict[str, Any]:
     state = job | fields
     return {
         "job_id": job["job_id"],
@@ -181,7 +183,7 @@ def schema_messages(lines: list[str]) -> list[str]:
 
 
 # Three jobs of u1 share the key "dup" (two gateways' starts reached two replicas of 0.1.0).
-def duplicate_keys() -> list[dict]:
+def duplicate_keys() -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     return [
         job_row("a-oldest", "u1", "dup", created_at=now - timedelta(hours=3)),

@@ -11,12 +11,14 @@ import math
 import random
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2, json_format
+from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -37,7 +39,7 @@ from .conftest import (
     rpc_error,
 )
 
-Stub = pb_grpc.JobStateServiceStub
+Stub: TypeAlias = "pb_grpc.JobStateServiceAsyncStub"
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -246,7 +248,7 @@ async def test_list_jobs_status_filter(stub: Stub) -> None:
     await stub.FailJob(pb.FailJobRequest(job_id="e", error="boom"))
     await stub.CancelJob(pb.CancelJobRequest(job_id="x"))
 
-    async def ids(*statuses: int) -> list[str]:
+    async def ids(*statuses: pb.JobStatus.ValueType) -> list[str]:
         page = await stub.ListJobs(pb.ListJobsRequest(user_id="u1", statuses=statuses))
         return [job.job_id for job in page.jobs]
 
@@ -317,7 +319,7 @@ async def test_list_jobs_updated_before(stub: Stub) -> None:
         (pb.ListJobsRequest(page_token="not-a-token"), "page_token"),
         (pb.ListJobsRequest(page_token="W10"), "page_token"),  # base64 of "[]"
         (pb.ListJobsRequest(statuses=[pb.JOB_STATUS_UNSPECIFIED]), "statuses"),
-        (pb.ListJobsRequest(statuses=[99]), "statuses"),
+        (pb.ListJobsRequest(statuses=[pb.JobStatus.ValueType(99)]), "statuses"),
         (pb.ListJobsRequest(user_id="u" * 257), "user_id"),
     ],
     ids=lambda x: str(x).replace("\n", " ")[:30],
@@ -509,7 +511,7 @@ async def test_changes_to_a_finished_job(sqlite_stub: Stub, finish: str) -> None
 async def test_every_accepted_change_is_one_event_in_history(stub: Stub) -> None:
     await create_job(stub, "j")
     # grpc.aio starts a call when it is made: make each only after the previous answered.
-    calls = [
+    calls: list[Callable[[], Awaitable[Any]]] = [
         lambda: stub.ReportProgress(pb.ReportProgressRequest(job_id="j", progress=5)),
         lambda: stub.MarkSubmitted(pb.MarkSubmittedRequest(job_id="j", external_id="rp")),
         lambda: stub.MarkSubmitted(pb.MarkSubmittedRequest(job_id="j", external_id="rp")),
@@ -654,7 +656,7 @@ async def test_store_unreachable_is_unavailable(
     postgres_url: str, start: ServerFactory, connect: ChannelFactory
 ) -> None:
     running = await start(postgres_url)
-    stub = Stub(connect(running.port))
+    stub = pb_grpc.JobStateServiceStub(connect(running.port))
     await create_job(stub, "j")
     await drop_database(postgres_url)
 
@@ -672,7 +674,7 @@ async def test_api_token_guards_every_rpc_but_health(
 ) -> None:
     running = await start(sqlite_url, api_token="s3cret")
     channel = connect(running.port)
-    stub = Stub(channel)
+    stub = pb_grpc.JobStateServiceStub(channel)
     good = (("authorization", "Bearer s3cret"),)
     bad = (("authorization", "Bearer wrong"),)
 
@@ -686,32 +688,42 @@ async def test_api_token_guards_every_rpc_but_health(
     assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 4
     assert (await stub.GetJob(pb.GetJobRequest(job_id="j"), metadata=good)).job.version == 1
     watch = stub.WatchJob(pb.WatchJobRequest(job_id="j"), metadata=good)
-    assert (await watch.read()).type == pb.EVENT_TYPE_SNAPSHOT
+    first = await watch.read()
+    assert isinstance(first, pb.WatchJobResponse)
+    assert first.type == pb.EVENT_TYPE_SNAPSHOT
     watch.cancel()
     health = health_pb2_grpc.HealthStub(channel)
-    answer = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+    # types-grpcio-health-checking declares HealthStub without its methods.
+    answer = await health.Check(  # type: ignore[attr-defined]
+        health_pb2.HealthCheckRequest(service=SERVICE)
+    )
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
     assert (await rpc_error(get(stub, "k")))[0] == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_health_is_served(sqlite_server: RunningServer, connect: ChannelFactory) -> None:
     health = health_pb2_grpc.HealthStub(connect(sqlite_server.port))
+    # types-grpcio-health-checking declares HealthStub without its methods.
+    check = health.Check  # type: ignore[attr-defined]
     statuses = [
-        (await health.Check(health_pb2.HealthCheckRequest(service=name))).status
-        for name in ("", SERVICE)
+        (await check(health_pb2.HealthCheckRequest(service=name))).status for name in ("", SERVICE)
     ]
     assert statuses == [health_pb2.HealthCheckResponse.SERVING] * 2
-    code, _ = await rpc_error(health.Check(health_pb2.HealthCheckRequest(service="nope.Service")))
+    code, _ = await rpc_error(check(health_pb2.HealthCheckRequest(service="nope.Service")))
     assert code == NOT_FOUND
 
 
 async def test_reflection_is_served(sqlite_server: RunningServer, connect: ChannelFactory) -> None:
-    reflection = reflection_pb2_grpc.ServerReflectionStub(connect(sqlite_server.port))
+    # types-grpcio-reflection types ServerReflectionStub for sync channels only, and its
+    # ServerReflectionInfo as an unresolved `Incomplete`.
+    channel = connect(sqlite_server.port)
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)  # type: ignore[arg-type]
     requests = [
         reflection_pb2.ServerReflectionRequest(list_services=""),
         reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICE),
     ]
-    answers = [answer async for answer in reflection.ServerReflectionInfo(iter(requests))]
+    info = reflection.ServerReflectionInfo(iter(requests))  # type: ignore[operator]
+    answers = [answer async for answer in info]
 
     services = {s.name for s in answers[0].list_services_response.service}
     assert {SERVICE, "grpc.health.v1.Health"} <= services
@@ -751,7 +763,12 @@ async def test_list_jobs_page_size_is_capped_at_500(sqlite_stub: Stub) -> None:
     assert len({j.job_id for j in [*page.jobs, *rest.jobs]}) == 501
 
 
-OPS = {
+# (RPC name, request, domain change type, the request fields that make the change)
+Op = Callable[
+    [str, random.Random],
+    tuple[str, Message, Callable[..., domain.Change], str | tuple[str, ...]],
+]
+OPS: dict[str, Op] = {
     "submit": lambda job_id, rng: (
         "MarkSubmitted",
         pb.MarkSubmittedRequest(job_id=job_id, external_id=rng.choice(["rp-1", "rp-2"])),
@@ -820,7 +837,7 @@ async def test_random_rpc_sequences_follow_the_state_machine(stub: Stub, seed: i
         try:
             event = domain.apply(model[job_id], change, T0)
         except (domain_errors.InvalidArgument, domain_errors.FailedPrecondition) as exc:
-            expected: tuple = (MODEL_CODES[type(exc)],)
+            expected: tuple[object, ...] = (MODEL_CODES[type(exc)],)
         else:
             if event is not None:
                 model[job_id] = event.job
@@ -829,7 +846,7 @@ async def test_random_rpc_sequences_follow_the_state_machine(stub: Stub, seed: i
         try:
             got = (await getattr(stub, method)(request)).job
         except grpc.aio.AioRpcError as exc:
-            actual: tuple = (exc.code(),)
+            actual: tuple[object, ...] = (exc.code(),)
         else:
             status = pb.JobStatus.Name(got.status).removeprefix("JOB_STATUS_").lower()
             actual = (OK, status, got.progress, got.message, got.version)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -11,7 +13,7 @@ from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
 from .conftest import create_job, history, rpc_error
 
-Stub = pb_grpc.JobStateServiceStub
+Stub: TypeAlias = "pb_grpc.JobStateServiceAsyncStub"
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 

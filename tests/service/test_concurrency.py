@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable
+from typing import TypeAlias
 
 import grpc
 
@@ -14,7 +16,7 @@ from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
 from .conftest import WAIT, ChannelFactory, ServerFactory, Watch, create_job
 
-Stub = pb_grpc.JobStateServiceStub
+Stub: TypeAlias = "pb_grpc.JobStateServiceAsyncStub"
 
 
 async def full_history(stub: Stub, job_id: str) -> dict[int, pb.Job]:
@@ -25,7 +27,9 @@ async def full_history(stub: Stub, job_id: str) -> dict[int, pb.Job]:
     return {m.job.version: m.job for m in got}
 
 
-def report(stub: Stub, job_id: str, value: float, message: str) -> grpc.aio.UnaryUnaryCall:
+def report(
+    stub: Stub, job_id: str, value: float, message: str
+) -> grpc.aio.UnaryUnaryCall[pb.ReportProgressRequest, pb.ReportProgressResponse]:
     return stub.ReportProgress(
         pb.ReportProgressRequest(job_id=job_id, progress=value, message=message)
     )
@@ -55,7 +59,9 @@ async def test_500_concurrent_progress_and_complete_rpcs_on_one_job(stub: Stub) 
     calls = [("progress", i / 5) for i in range(1, 451)] + [("complete", 100.0)] * 50
     rng.shuffle(calls)
 
-    def call(kind: str, value: float) -> grpc.aio.UnaryUnaryCall:
+    def call(
+        kind: str, value: float
+    ) -> Awaitable[pb.CompleteJobResponse | pb.ReportProgressResponse]:
         if kind == "complete":
             return stub.CompleteJob(pb.CompleteJobRequest(job_id="j", output_key="exports/j"))
         return report(stub, "j", value, f"at {value}")
@@ -119,7 +125,7 @@ async def test_two_replicas_on_one_postgres_keep_versions_contiguous(
     postgres_url: str, start: ServerFactory, connect: ChannelFactory
 ) -> None:
     replicas = [await start(postgres_url), await start(postgres_url)]
-    stubs = [Stub(connect(r.port)) for r in replicas]
+    stubs = [pb_grpc.JobStateServiceStub(connect(r.port)) for r in replicas]
     await create_job(stubs[0], "j")
     messages = [f"m{i}" for i in range(200)]
     answers = await asyncio.gather(
@@ -139,7 +145,7 @@ async def test_replicas_starting_together_on_a_fresh_database(
 ) -> None:
     # Schema creation races between replicas must be harmless.
     replicas = await asyncio.gather(*(start(postgres_url) for _ in range(3)))
-    stubs = [Stub(connect(r.port)) for r in replicas]
+    stubs = [pb_grpc.JobStateServiceStub(connect(r.port)) for r in replicas]
     await create_job(stubs[0], "j")
     versions = [
         (await report(stub, "j", 10 * (i + 1), "")).job.version for i, stub in enumerate(stubs)

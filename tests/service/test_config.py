@@ -13,6 +13,7 @@ import signal
 import socket
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,7 +134,12 @@ GOOD: list[tuple[str, dict[str, str], Env]] = [
 
 def config(flags: dict[str, str], env: Env) -> ServiceConfig:
     environ = {k: v for k, v in env.items() if v is not None}
-    overrides = {"listen": None, "database_url": None, "tls_cert": None, "tls_key": None}
+    overrides: dict[str, Any] = {
+        "listen": None,
+        "database_url": None,
+        "tls_cert": None,
+        "tls_key": None,
+    }
     overrides.update(flags)  # what the CLI passes: None for a flag not given
     if "database_url" not in flags and "JOBSTATE_DATABASE_URL" not in env:
         overrides["database_url"] = DB
@@ -177,7 +183,9 @@ def _flags(flags: dict[str, str]) -> list[str]:
     return [arg for name, value in flags.items() for arg in (f"--{name.replace('_', '-')}", value)]
 
 
-async def run_bad(spawn: SpawnFactory, db: str, flags: dict[str, str], env: Env) -> tuple:
+async def run_bad(
+    spawn: SpawnFactory, db: str, flags: dict[str, str], env: Env
+) -> tuple[int, list[str]]:
     """(exit code, stderr lines): 2 for bad configuration, 1 for a failed start."""
     args = _flags({"database_url": db} | flags)
     serve = await spawn(*args, env=env, listening=False)
@@ -188,7 +196,7 @@ async def run_bad(spawn: SpawnFactory, db: str, flags: dict[str, str], env: Env)
 async def test_bad_configuration_stops_the_process_with_one_clear_line(
     spawn: SpawnFactory, db: str
 ) -> None:
-    cases = {
+    cases: dict[str, tuple[dict[str, str], Env]] = {
         "bad listen address": ({"listen": "nonsense"}, {}),
         "bad database URL scheme": ({"database_url": "mysql+aiomysql://u@h/db"}, {}),
         "production, public, no token": ({"listen": "0.0.0.0:0"}, {"ENVIRONMENT": "production"}),
@@ -263,7 +271,7 @@ async def run_good(spawn: SpawnFactory, flags: dict[str, str], env: Env) -> tupl
 async def test_good_configuration_starts(spawn: SpawnFactory, tmp_path: Path) -> None:
     # The offending parts fixed, the process starts (and stops cleanly on SIGTERM); the flag
     # beats the variable.
-    cases = {
+    cases: dict[str, tuple[dict[str, str], Env]] = {
         "production-public-with-token": (
             {"listen": "0.0.0.0:0"},
             {"ENVIRONMENT": "production", "JOBSTATE_API_TOKEN": TOKEN},

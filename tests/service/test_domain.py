@@ -169,7 +169,7 @@ def test_transition(status: Status, change: Any, expected: Any) -> None:
     ],
     ids=repr,
 )
-def test_accepted_change_sets_fields(status: Status, change: Any, fields: dict) -> None:
+def test_accepted_change_sets_fields(status: Status, change: Any, fields: dict[str, Any]) -> None:
     event = apply(JOBS[status], change, T1)
     assert event is not None
     assert {name: getattr(event.job, name) for name in fields} == fields

@@ -7,7 +7,7 @@ import asyncio
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import pytest
@@ -25,7 +25,7 @@ from .conftest import (
     log_of,
 )
 
-Stub = pb_grpc.JobStateServiceStub
+Stub: TypeAlias = "pb_grpc.JobStateServiceAsyncStub"
 Ack = tuple[str, int, float, str]  # job_id, version, progress, message
 JOBS = ["j", "k1", "k2", "k3"]
 
@@ -88,7 +88,7 @@ async def test_kill_9_loses_no_acknowledged_change_and_watchers_resume(
 ) -> None:
     url = database_url  # a SQLite file (WAL, synchronous=NORMAL) or a PostgreSQL database
     first = await spawn("--listen", "127.0.0.1:0", "--database-url", url)
-    stub = Stub(connect(first.port))
+    stub = pb_grpc.JobStateServiceStub(connect(first.port))
     for job_id in JOBS:
         await create_job(stub, job_id)
     watch = Watch(stub, "j")
@@ -103,7 +103,7 @@ async def test_kill_9_loses_no_acknowledged_change_and_watchers_resume(
     assert await watch.code() == grpc.StatusCode.UNAVAILABLE
 
     second = await spawn("--listen", "127.0.0.1:0", "--database-url", url)
-    stub = Stub(connect(second.port))
+    stub = pb_grpc.JobStateServiceStub(connect(second.port))
     histories = {job_id: await history(stub, job_id) for job_id in JOBS}
     assert_acks_durable(acks, histories)
 
@@ -128,7 +128,7 @@ async def test_sigterm_ends_watch_streams_cleanly_and_exits_0(
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'jobstate.db'}"
     serve = await spawn("--listen", "127.0.0.1:0", "--database-url", url)
-    stub = Stub(connect(serve.port))
+    stub = pb_grpc.JobStateServiceStub(connect(serve.port))
     for job_id in JOBS:
         await create_job(stub, job_id)
     watches = [Watch(stub, job_id) for job_id in JOBS for _ in range(3)]
@@ -152,7 +152,7 @@ async def test_sigterm_ends_watch_streams_cleanly_and_exits_0(
     assert not any("Traceback" in line for line in serve.output), serve.output
 
     again = await spawn("--listen", "127.0.0.1:0", "--database-url", url)
-    stub = Stub(connect(again.port))
+    stub = pb_grpc.JobStateServiceStub(connect(again.port))
     histories = {job_id: await history(stub, job_id) for job_id in JOBS}
     assert_acks_durable(acks, histories)
     applied = {(job_id, job.message) for job_id, h in histories.items() for job in h.values()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TypeAlias, cast
 
 import grpc
 import pytest
@@ -16,7 +17,7 @@ from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
 from .conftest import WAIT, create_job
 
-Stub = pb_grpc.JobStateServiceStub
+Stub: TypeAlias = "pb_grpc.JobStateServiceAsyncStub"
 CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
@@ -208,7 +209,7 @@ async def test_a_slow_follower_keeps_every_status_change(
         await stub.ReportProgress(pb.ReportProgressRequest(job_id="s", progress=value / 3))
     await stub.FailJob(pb.FailJobRequest(job_id="s", error="boom"))
     await stream.until(("end", "s", "OK"))
-    versions = [entry[3] for entry in jobs_of(stream.log, "s") if entry[0] == "event"]
+    versions = [cast(int, entry[3]) for entry in jobs_of(stream.log, "s") if entry[0] == "event"]
     assert versions == sorted(set(versions))
     assert jobs_of(stream.log, "s")[-2:] == [("event", "s", "ERROR", 301), ("end", "s", "OK")]
     assert len(server.hub) == 0 or "s" not in server.hub.watched_jobs()

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
 
 import grpc
 import pytest
@@ -23,7 +24,7 @@ from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
 from .conftest import WAIT
 
-Stub = pb_grpc.JobStateServiceStub
+Stub: TypeAlias = "pb_grpc.JobStateServiceAsyncStub"
 
 
 async def keyed_create(stub: Stub, key: str, job_id: str = "", user_id: str = "u1") -> pb.Job:

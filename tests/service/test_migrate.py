@@ -196,7 +196,7 @@ async def test_two_replicas_starting_together_with_migrate_migrate_once(
         ]
 
         async def both_wait() -> bool:
-            waiting = await holder.fetchval(
+            waiting: int = await holder.fetchval(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
                 " AND objid = $1 AND database = (SELECT oid FROM pg_database"
                 " WHERE datname = current_database())",

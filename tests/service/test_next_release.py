@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from google.protobuf.struct_pb2 import Struct
 from sqlalchemy import inspect
 
 from jobstate import migrate
@@ -58,9 +59,11 @@ async def test_the_next_release_upgrades_a_database_of_this_release(
     url = ("--database-url", database_url)
     this = await spawn(*LISTEN, *url)
     stub = pb_grpc.JobStateServiceStub(connect(this.port))
+    params = Struct()
+    params.update({"a": 1})
     created = (
         await stub.CreateJob(
-            pb.CreateJobRequest(job_id="j", user_id="u1", kind="k", params={"a": 1}), timeout=WAIT
+            pb.CreateJobRequest(job_id="j", user_id="u1", kind="k", params=params), timeout=WAIT
         )
     ).job
     await stub.ReportProgress(

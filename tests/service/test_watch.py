@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import timedelta
+from typing import TypeAlias
 
 import asyncpg
 import grpc
@@ -27,7 +28,7 @@ from .conftest import (
     log_of,
 )
 
-Stub = pb_grpc.JobStateServiceStub
+Stub: TypeAlias = "pb_grpc.JobStateServiceAsyncStub"
 OK = grpc.StatusCode.OK
 
 
@@ -70,7 +71,7 @@ async def test_watch_from_0_is_a_snapshot_then_every_event(stub: Stub) -> None:
 
 async def test_resume_after_version_replays_history_then_live(stub: Stub) -> None:
     await create_job(stub, "j")
-    acked = {1: None}
+    acked: dict[int, pb.Job | None] = {1: None}
     for value in (10, 20, 30, 40):
         job = await progress(stub, "j", value, f"at {value}")
         acked[job.version] = job
@@ -240,6 +241,7 @@ async def test_slow_watcher_loses_only_progress_and_does_not_slow_others(
     slow_channel = connect(sqlite_server.port, options=[("grpc.http2.bdp_probe", 0)])
     slow = pb_grpc.JobStateServiceStub(slow_channel).WatchJob(pb.WatchJobRequest(job_id="j"))
     slow_first = await slow.read()  # subscribed; from here on it reads nothing
+    assert isinstance(slow_first, pb.WatchJobResponse)
     fast = Watch(stub, "j")
     fast_first = await fast.until(1)  # subscribed too, before any change
 
@@ -259,6 +261,7 @@ async def test_slow_watcher_loses_only_progress_and_does_not_slow_others(
 
     slow_got = [slow_first]
     while (message := await slow.read()) is not grpc.aio.EOF:
+        assert isinstance(message, pb.WatchJobResponse)
         slow_got.append(message)
     slow_log = log_of(slow_got)
     assert await slow.code() == OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from typing import TypeAlias
 
 import asyncpg
 import grpc
@@ -22,7 +23,7 @@ from jobstate.wire import MAX_AFTER_VERSIONS
 
 from .conftest import WAIT, ChannelFactory, ServerFactory, create_job
 
-Stub = pb_grpc.JobStateServiceStub
+Stub: TypeAlias = "pb_grpc.JobStateServiceAsyncStub"
 Entry = tuple[object, ...]
 
 
@@ -34,7 +35,7 @@ class Stream:
         self,
         stub: Stub,
         user_id: str = "u1",
-        statuses: Iterable[pb.JobStatus] = (),
+        statuses: Iterable[pb.JobStatus.ValueType] = (),
         after: Mapping[str, int] | None = None,
         paths: Iterable[str] = (),
     ) -> None:
@@ -290,7 +291,8 @@ async def test_a_slow_watcher_loses_only_progress(
     slow_channel = connect(sqlite_server.port, options=[("grpc.http2.bdp_probe", 0)])
     request = pb.WatchJobsRequest(user_id="u1")
     slow = pb_grpc.JobStateServiceStub(slow_channel).WatchJobs(request)
-    first: pb.WatchJobsResponse = await slow.read()  # the initial state; then it reads nothing
+    first = await slow.read()  # the initial state; then it reads nothing
+    assert isinstance(first, pb.WatchJobsResponse)
     assert first.HasField("initial_state_complete")
 
     expected: list[tuple[str, int]] = []
@@ -304,7 +306,8 @@ async def test_a_slow_watcher_loses_only_progress(
 
     got: list[tuple[str, int]] = []
     while not got or got[-1][0] != "COMPLETE":
-        message: pb.WatchJobsResponse = await asyncio.wait_for(slow.read(), WAIT)
+        message = await asyncio.wait_for(slow.read(), WAIT)
+        assert isinstance(message, pb.WatchJobsResponse)
         for event in message.events:
             kind = pb.EventType.Name(event.type).removeprefix("EVENT_TYPE_")
             got.append((kind, event.job.version))

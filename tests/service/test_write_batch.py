@@ -58,6 +58,8 @@ async def test_two_changes_of_one_job_from_one_stale_read_both_land_in_order(
         (o.job.job_id, o.version, o.job.status.value, o.job.progress, o.job.message)
         if isinstance(o, JobEvent)
         else (o.job_id, o.version, "unchanged")
+        if isinstance(o, domain.Job)
+        else o
         for o in outcomes
     ]
     assert summary == [
