@@ -10,11 +10,12 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
-from gwstack import Gateway, Stack, WsClient, gateway_config
+from gwstack import Stack, WsClient, gateway_config
 from support import servers
 from support.poll import eventually
 from test_ws import fall_behind, progress, service_target, slow_session, versions
 
+from gateway.server import Gateway
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
