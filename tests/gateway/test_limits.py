@@ -124,7 +124,7 @@ async def test_unfinished_jobs_beyond_the_limit_are_429_until_one_finishes(make_
 async def test_the_unfinished_count_asks_for_one_service_page_at_most(make_stack) -> None:
     # A limit above the service's largest page (500) is counted page by page.
     stack = await make_stack(max_unfinished_jobs_per_user=501)
-    svc = stack.gateway.services
+    svc = stack.services
     assert svc is not None
     pages: list[int] = []
     list_page = svc.client.list_page
@@ -151,7 +151,7 @@ async def test_sockets_per_user_beyond_the_cap_close_4429(make_stack) -> None:
     assert (await theirs.next())["type"] == "status"
     await theirs.close()
     await open_[0].close()
-    svc = stack.gateway.services
+    svc = stack.services
     assert svc is not None
 
     async def released() -> bool:

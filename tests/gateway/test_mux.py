@@ -76,7 +76,7 @@ async def test_two_jobs_on_one_socket_each_in_order(stack: Stack) -> None:
     await progress(stack, b, 50)  # the terminal event ended only a's subscription
     assert (await ws.next())["version"] == 5
     await ws.nothing_more(0.1)
-    assert len(stack.gateway.services.hub) == 1  # a's subscription left the hub
+    assert len(stack.services.hub) == 1  # a's subscription left the hub
     await ws.close()
 
 
@@ -122,8 +122,8 @@ async def test_unsubscribe_stops_a_job_and_is_acknowledged(stack: Stack) -> None
     await subscribe(ws, b)  # again: acknowledged, and nothing is repeated
     await ws.nothing_more(0.1)
     await ws.close()
-    hub = stack.gateway.services.hub
-    slots = stack.gateway.services.slots
+    hub = stack.services.hub
+    slots = stack.services.slots
 
     async def empty() -> bool:
         return len(hub) == 0 and not slots.per_job and not slots.per_user
@@ -259,7 +259,7 @@ async def test_a_frame_over_64_kib_closes_1009(stack: Stack) -> None:
 
 
 async def test_a_ping_flood_queues_one_pong(stack: Stack) -> None:
-    metrics = stack.gateway.services.metrics
+    metrics = stack.services.metrics
     async with slow_session() as session:
         flood = await session.ws_connect(f"{stack.url}/api/ws", params={"token": stack.token("u1")})
         pings = 40_000
@@ -374,7 +374,7 @@ async def test_the_feed_lists_the_users_jobs_then_every_event_new_jobs_included(
 async def test_one_upstream_feed_per_user_shared_by_sockets_and_it_ends_empty(
     stack: Stack,
 ) -> None:
-    feeds = stack.gateway.services.feeds
+    feeds = stack.services.feeds
     job_id = await stack.start_job()
     sockets = [await mux(stack) for _ in range(3)]
     for ws in sockets:
@@ -460,14 +460,14 @@ async def test_a_feed_the_service_refuses_is_a_subscription_error_and_the_socket
             }
             await progress(stack, job_id, 10)
             assert (await ws.next())["version"] == 3  # the job's subscription goes on
-            assert len(gateway.services.feeds) == 0
+            assert len(stack.services.feeds) == 0
             await ws.close()
         finally:
             await gateway.stop()
 
 
 async def test_a_client_that_asks_and_never_reads_is_closed_1008(stack: Stack) -> None:
-    metrics = stack.gateway.services.metrics
+    metrics = stack.services.metrics
     async with slow_session() as session:
         flood = await session.ws_connect(f"{stack.url}/api/ws", params={"token": stack.token("u1")})
         # Every unsubscribe is acknowledged and acknowledgements are never dropped: a client

@@ -149,13 +149,13 @@ async def test_finished_job_gives_its_status_then_closes(stack: Stack) -> None:
 
 
 async def test_one_shared_stream_per_job_and_the_hub_ends_empty(stack: Stack) -> None:
-    hub = stack.gateway.services.hub
+    hub = stack.services.hub
     a, b = await stack.start_job(), await stack.start_job()
     sockets = [await stack.socket(a) for _ in range(3)] + [await stack.socket(b)]
     for ws in sockets:
         await ws.next()
     assert len(hub) == 2
-    assert stack.gateway.services.metrics.watch_streams._value.get() == 2
+    assert stack.services.metrics.watch_streams._value.get() == 2
     await progress(stack, a, 50)
     for ws in sockets[:3]:
         assert (await ws.next())["version"] == 3
@@ -163,7 +163,7 @@ async def test_one_shared_stream_per_job_and_the_hub_ends_empty(stack: Stack) ->
         await ws.close()
 
     async def empty() -> bool:
-        return len(hub) == 0 and stack.gateway.services.metrics.watch_streams._value.get() == 0
+        return len(hub) == 0 and stack.services.metrics.watch_streams._value.get() == 0
 
     await eventually(empty, "the hub and the watch-stream gauge to be empty")
 
@@ -202,7 +202,7 @@ async def test_replay_on_a_fresh_gateway_starts_the_shared_stream_there(stack: S
 
 async def joined(stack: Stack, jobs: int = 1) -> None:
     """Wait until the gateway's hub holds `jobs` jobs (a socket's join follows its upgrade)."""
-    hub = stack.gateway.services.hub
+    hub = stack.services.hub
 
     async def holds() -> bool:
         return len(hub) == jobs
@@ -230,7 +230,7 @@ async def test_a_socket_without_after_is_greeted_though_the_first_one_had_after(
 async def test_a_replay_stream_ends_once_its_socket_caught_up_on_a_quiet_job(
     stack: Stack,
 ) -> None:
-    replays = stack.gateway.services.metrics.watch_replays
+    replays = stack.services.metrics.watch_replays
     job_id = await stack.start_job()
     await progress(stack, job_id, 10, 20)  # versions 3, 4, then quiet
     first = await stack.socket(job_id, after=4)
@@ -293,7 +293,7 @@ async def test_shutdown_closes_sockets_with_1001(make_stack) -> None:
 async def fall_behind(stack: Stack, job_id: str) -> int:
     """Report progress with 1 KB messages straight to the service until a socket that does not
     read has fallen behind (the gateway dropped a progress message for it); how many."""
-    dropped = stack.gateway.services.metrics.messages_dropped
+    dropped = stack.services.metrics.messages_dropped
     message = "m" * 1000
     async with grpc.aio.insecure_channel(service_target(stack)) as channel:
         stub = pb_grpc.JobStateServiceStub(channel)
@@ -316,7 +316,7 @@ async def fall_behind(stack: Stack, job_id: str) -> int:
 
 
 def service_target(stack: Stack) -> str:
-    return f"127.0.0.1:{stack.gateway.services.config.jobstate_target.split(':')[1]}"
+    return f"127.0.0.1:{stack.services.config.jobstate_target.split(':')[1]}"
 
 
 def slow_session() -> aiohttp.ClientSession:
@@ -386,7 +386,7 @@ async def test_heartbeat_closes_a_peer_that_stopped_answering(make_stack) -> Non
 
 
 async def test_a_ping_flood_from_a_client_that_never_reads_queues_one_pong(stack: Stack) -> None:
-    metrics = stack.gateway.services.metrics
+    metrics = stack.services.metrics
     job_id = await stack.start_job()
     url = f"{stack.url}/api/jobs/{job_id}/ws"
     async with slow_session() as session:
