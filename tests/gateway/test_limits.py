@@ -125,7 +125,6 @@ async def test_the_unfinished_count_asks_for_one_service_page_at_most(make_stack
     # A limit above the service's largest page (500) is counted page by page.
     stack = await make_stack(max_unfinished_jobs_per_user=501)
     svc = stack.services
-    assert svc is not None
     pages: list[int] = []
     list_page = svc.client.list_page
 
@@ -152,7 +151,6 @@ async def test_sockets_per_user_beyond_the_cap_close_4429(make_stack) -> None:
     await theirs.close()
     await open_[0].close()
     svc = stack.services
-    assert svc is not None
 
     async def released() -> bool:
         return svc.slots.per_user.get("u1") == 1

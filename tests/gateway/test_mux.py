@@ -246,7 +246,7 @@ async def test_a_frame_that_is_not_a_protocol_message_closes_4400_and_says_why(
         await ws.send_str(frame)
     message = await ws.receive(timeout=10)
     assert message.type is aiohttp.WSMsgType.CLOSE
-    assert message.data == 4400 and message.extra.startswith(reason)
+    assert message.data == 4400 and message.extra is not None and message.extra.startswith(reason)
     await progress(stack, job_id, 10)  # another socket of the same job is not disturbed
     assert (await other.next())["version"] == 3
     await other.close()
@@ -267,7 +267,7 @@ async def test_a_ping_flood_queues_one_pong(stack: Stack) -> None:
             await flood.send_str('{"type":"ping"}')
 
         async def all_read() -> bool:
-            return metrics.messages_received._value.get() >= pings
+            return bool(metrics.messages_received._value.get() >= pings)
 
         await eventually(all_read, f"the gateway to read all {pings} pings", within=60)
         queued = metrics.registry.get_sample_value("gateway_ws_messages_queued")
@@ -479,7 +479,7 @@ async def test_a_client_that_asks_and_never_reads_is_closed_1008(stack: Stack) -
             await flood.send_str(frame)
 
         async def closed_for_overflow() -> bool:
-            return metrics.overflow_closes._value.get() == 1
+            return bool(metrics.overflow_closes._value.get() == 1)
 
         await eventually(closed_for_overflow, "the socket to be closed for not reading")
         queued = metrics.registry.get_sample_value("gateway_ws_messages_queued")

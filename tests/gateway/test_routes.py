@@ -27,7 +27,7 @@ def bad_tokens() -> list[tuple[str, str | None]]:
         ("wrong key", "Bearer " + jwt.encode({"sub": "u1"}, "x" * 40, algorithm="HS256")),
         ("expired", "Bearer " + jwt.encode({"sub": "u1", "exp": now - 60}, JWT_SECRET, "HS256")),
         ("no sub", "Bearer " + jwt.encode({"exp": now + 60}, JWT_SECRET, "HS256")),
-        ("alg none", "Bearer " + jwt.encode({"sub": "u1"}, None, algorithm="none")),
+        ("alg none", "Bearer " + jwt.encode({"sub": "u1"}, "", algorithm="none")),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -77,7 +78,7 @@ async def test_simulated_worker_walks_the_job_to_complete_over_http(make_stack) 
     stack = await make_stack(runpod_endpoint_url="", runpod_api_key="", simulated_worker=True)
     job_id = await stack.start_job("sim-user")
     ws = await stack.socket(job_id, "sim-user")
-    messages = []
+    messages: list[dict[str, Any]] = []
     while not messages or messages[-1]["type"] != "complete":
         messages.append(await ws.next())
     progress = [m["progress"] for m in messages if m["type"] == "progress"]

@@ -93,7 +93,7 @@ async def test_the_service_unreachable_after_run_is_retried_not_resubmitted(
     assert again == (200, {"job_id": job_id, "status": "processing"})
 
     async def recorded() -> bool:
-        return (await direct.get_job(job_id)).external_id == submission["id"]
+        return bool((await direct.get_job(job_id)).external_id == submission["id"])
 
     await eventually(recorded, what="the RunPod id to be recorded once the service is back")
     assert await stack.post(START, json={"clip": "a"}, headers=key) == again

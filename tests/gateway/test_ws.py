@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import aiohttp
 import grpc
@@ -15,7 +16,7 @@ from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
 
-def tiny_buffers(addr_info: tuple) -> socket.socket:
+def tiny_buffers(addr_info: tuple[Any, ...]) -> socket.socket:
     """A client socket for a reader that stops reading: its kernel buffer is small."""
     family, type_, proto, _, _ = addr_info
     sock = socket.socket(family, type_, proto)
@@ -31,7 +32,7 @@ async def progress(stack: Stack, job_id: str, *values: float) -> None:
         assert status == 200
 
 
-def versions(messages: list[dict]) -> list[int]:
+def versions(messages: list[dict[str, Any]]) -> list[int]:
     return [m["version"] for m in messages]
 
 
@@ -239,7 +240,7 @@ async def test_a_replay_stream_ends_once_its_socket_caught_up_on_a_quiet_job(
     assert versions(await behind.until(4)) == [3, 4]
 
     async def no_replays() -> bool:
-        return replays._value.get() == 0
+        return bool(replays._value.get() == 0)
 
     await eventually(
         no_replays, "no replay stream left"
@@ -397,7 +398,7 @@ async def test_a_ping_flood_from_a_client_that_never_reads_queues_one_pong(stack
             await flood.send_str('{"type":"ping"}')
 
         async def all_read() -> bool:
-            return metrics.messages_received._value.get() >= pings
+            return bool(metrics.messages_received._value.get() >= pings)
 
         await eventually(all_read, f"the gateway to read all {pings} pings", within=60)
         queued = metrics.registry.get_sample_value("gateway_ws_messages_queued")
