@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import grpc
 import pytest
-from gwstack import Stack, WsClient, gateway_config
+from gwstack import S3, Stack, WsClient, gateway_config
 from support import servers
+from support.fakerunpod import FakeRunPod
 from support.poll import eventually
 from test_ws import fall_behind, progress, service_target, slow_session, versions
 
@@ -160,7 +163,9 @@ async def test_after_covering_the_terminal_event_sends_nothing(stack: Stack) -> 
     await ws.close()
 
 
-async def test_the_subscription_cap_is_a_4429_subscription_error(make_stack) -> None:
+async def test_the_subscription_cap_is_a_4429_subscription_error(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(max_subscriptions_per_socket=2)
     jobs = [await stack.start_job() for _ in range(3)]
     ws = await mux(stack)
@@ -181,7 +186,9 @@ async def test_the_subscription_cap_is_a_4429_subscription_error(make_stack) -> 
     await ws.close()
 
 
-async def test_the_per_job_socket_cap_counts_subscriptions(make_stack) -> None:
+async def test_the_per_job_socket_cap_counts_subscriptions(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(max_sockets_per_job=1)
     job_id = await stack.start_job()
     single = await stack.socket(job_id)
@@ -194,7 +201,9 @@ async def test_the_per_job_socket_cap_counts_subscriptions(make_stack) -> None:
     await ws.close()
 
 
-async def test_token_origin_and_user_socket_cap(make_stack) -> None:
+async def test_token_origin_and_user_socket_cap(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(allowed_origins=("https://app.example",), max_sockets_per_user=1)
     url = f"{stack.url}/api/ws"
     for params in ({}, {"token": "garbage"}):
@@ -310,7 +319,9 @@ async def test_a_slow_socket_loses_only_progress_of_each_job(stack: Stack) -> No
     await fast.close()
 
 
-async def test_shutdown_closes_1001_and_a_new_socket_resumes_with_after(make_stack) -> None:
+async def test_shutdown_closes_1001_and_a_new_socket_resumes_with_after(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack()
     a, b = await stack.start_job(), await stack.start_job()
     ws = await mux(stack)
@@ -416,7 +427,7 @@ async def test_a_job_on_the_feed_and_subscribed_arrives_once_per_subscription(
 
 
 async def test_after_a_gateway_restart_the_feed_lists_what_happened_meanwhile(
-    make_stack,
+    make_stack: Callable[..., Awaitable[Stack]],
 ) -> None:
     stack = await make_stack()
     job_id = await stack.start_job()
@@ -438,7 +449,7 @@ async def test_after_a_gateway_restart_the_feed_lists_what_happened_meanwhile(
 
 
 async def test_a_feed_the_service_refuses_is_a_subscription_error_and_the_socket_stays(
-    tmp_path, runpod, s3, http
+    tmp_path: Path, runpod: FakeRunPod, s3: S3, http: aiohttp.ClientSession
 ) -> None:
     # The one stream the service allows is the gateway's job feed's.
     async with servers.service(tmp_path, max_watch_streams=1) as running:

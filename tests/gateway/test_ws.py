@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -53,7 +54,9 @@ async def test_unknown_or_foreign_job_closes_4404(stack: Stack) -> None:
         assert ws.queue.empty()
 
 
-async def test_origin_outside_the_allowed_list_is_refused_before_the_upgrade(make_stack) -> None:
+async def test_origin_outside_the_allowed_list_is_refused_before_the_upgrade(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(allowed_origins=("https://app.example",))
     job_id = await stack.start_job()
     url = f"{stack.url}/api/jobs/{job_id}/ws"
@@ -266,7 +269,9 @@ async def test_versions_strictly_increase_under_concurrent_callbacks(stack: Stac
         assert seen == list(range(3, final + 1))  # a socket that keeps up sees every version
 
 
-async def test_shutdown_is_not_held_up_by_a_socket_that_never_reads(make_stack) -> None:
+async def test_shutdown_is_not_held_up_by_a_socket_that_never_reads(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack()
     job_id = await stack.start_job()
     reader = await stack.socket(job_id)
@@ -280,7 +285,9 @@ async def test_shutdown_is_not_held_up_by_a_socket_that_never_reads(make_stack) 
         assert await reader.close_code() == 1001
 
 
-async def test_shutdown_closes_sockets_with_1001(make_stack) -> None:
+async def test_shutdown_closes_sockets_with_1001(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack()
     job_id = await stack.start_job()
     sockets = [await stack.socket(job_id) for _ in range(2)]
@@ -367,7 +374,9 @@ async def test_a_replay_joining_a_stream_that_is_still_opening_gets_events(stack
             await ws.close()
 
 
-async def test_heartbeat_closes_a_peer_that_stopped_answering(make_stack) -> None:
+async def test_heartbeat_closes_a_peer_that_stopped_answering(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(ws_heartbeat=0.2)
     job_id = await stack.start_job()
     alive = await stack.socket(job_id)
