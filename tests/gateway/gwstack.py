@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import boto3
@@ -24,6 +24,7 @@ from support.fakerunpod import FakeRunPod
 
 from gateway.auth import CallbackAuth, UserAuth
 from gateway.config import GatewayConfig
+from gateway.context import Services
 from gateway.server import Gateway
 from jobstate.server import RunningServer
 
@@ -97,6 +98,11 @@ class Stack:
     def url(self) -> str:
         return self.gateway.url
 
+    @property
+    def services(self) -> Services:
+        assert self.gateway.services is not None, "the gateway is started"
+        return self.gateway.services
+
     @staticmethod
     def token(user: str) -> str:
         return UserAuth(JWT_SECRET).mint(user)
@@ -115,7 +121,7 @@ class Stack:
             headers=self.auth(user),
         ) as response:
             assert response.status == 200, await response.text()
-            return (await response.json())["job_id"]
+            return cast(str, (await response.json())["job_id"])
 
     async def callback(self, job_id: str, body: Any, token: str | None = None) -> tuple[int, Any]:
         data: Any = body if isinstance(body, bytes | str) else json.dumps(body)
@@ -139,7 +145,7 @@ class Stack:
     async def version(self, job_id: str, user: str = "u1") -> int:
         status, body = await self.get(f"/api/jobs/{job_id}", user)
         assert status == 200, body
-        return body["version"]
+        return cast(int, body["version"])
 
     async def socket(self, job_id: str, user: str = "u1", **params: Any) -> WsClient:
         query = {"token": self.token(user), **{k: str(v) for k, v in params.items()}}
@@ -167,7 +173,7 @@ class WsClient:
 
     async def until(self, version: int) -> list[dict[str, Any]]:
         """Every message up to and including `version`."""
-        received = []
+        received: list[dict[str, Any]] = []
         while not received or received[-1].get("version", 0) < version:
             received.append(await self.next())
         return received

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -131,7 +132,9 @@ async def test_seed_format_repeats_and_409_after_finish(stack: Stack) -> None:
         ),
     ],
 )
-async def test_runpod_webhook_formats(stack: Stack, bodies: list, final: tuple) -> None:
+async def test_runpod_webhook_formats(
+    stack: Stack, bodies: list[dict[str, Any]], final: tuple[str, str]
+) -> None:
     job_id = await stack.start_job()
     for body in bodies:
         body = json.loads(json.dumps(body).replace("{job}", job_id))
@@ -150,7 +153,7 @@ async def test_runpod_webhook_formats(stack: Stack, bodies: list, final: tuple) 
     ],
     ids=["seed", "runpod"],
 )
-async def test_the_workers_error_is_kept_bounded(stack: Stack, body: dict) -> None:
+async def test_the_workers_error_is_kept_bounded(stack: Stack, body: dict[str, Any]) -> None:
     """The worker's own message reaches the user, cut to what a job holds (4,096)."""
     job_id = await stack.start_job()
     got, answer = await stack.callback(job_id, body)

@@ -83,7 +83,7 @@ def test_secrets_never_appear_in_repr() -> None:
         ({**SIMULATED, "GATEWAY_SIMULATED_WORKER": "yes"}, "GATEWAY_SIMULATED_WORKER"),
     ],
 )
-def test_bad_configuration_names_the_variable(env: dict, variable: str) -> None:
+def test_bad_configuration_names_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigError) as error:
         GatewayConfig.from_env(env)
     assert variable in str(error.value) and "\n" not in str(error.value)

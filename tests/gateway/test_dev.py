@@ -60,7 +60,7 @@ async def test_dev_runs_everything_and_keeps_tokens_across_restarts(tmp_path: Pa
 
             async def complete() -> bool:
                 async with http.get(f"{url}/api/jobs/{job_id}", headers=headers) as response:
-                    return (await response.json())["status"] == "complete"
+                    return bool((await response.json())["status"] == "complete")
 
             await eventually(complete, f"the simulated worker to complete {job_id}")
             async with http.get(url + "/") as response:

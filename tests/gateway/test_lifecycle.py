@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 from gwstack import BUCKET, Stack
 
 
-def shape(messages: list[dict]) -> list[tuple]:
+def shape(messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """What a client sees, as small tuples."""
-    out = []
+    out: list[tuple[Any, ...]] = []
     for m in messages:
         if m["type"] == "status":
             out.append(("status", m["version"], m["status"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def runs(stack: Stack) -> int:
 
 
 async def test_starts_beyond_the_rate_are_429_with_retry_after_and_create_nothing(
-    make_stack,
+    make_stack: Callable[..., Awaitable[Stack]],
 ) -> None:
     stack = await make_stack(max_starts_per_minute=2)
     assert [(await start(stack))[0] for _ in range(2)] == [200, 200]
@@ -52,7 +53,9 @@ async def test_starts_beyond_the_rate_are_429_with_retry_after_and_create_nothin
     assert (await start(stack, "u2"))[0] == 200  # per user
 
 
-async def test_idempotent_repeats_are_not_new_starts(make_stack) -> None:
+async def test_idempotent_repeats_are_not_new_starts(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(max_starts_per_minute=1)
     first = await start(stack, key="k1")
     repeats = [await start(stack, key="k1") for _ in range(3)]
@@ -72,7 +75,9 @@ async def test_a_replay_creates_nothing(stack: Stack) -> None:
     assert 'gateway_grpc_call_seconds_count{code="OK",method="CreateJob"} 1.0' in text
 
 
-async def test_a_replay_landing_on_another_gateway_is_not_a_new_start(make_stack) -> None:
+async def test_a_replay_landing_on_another_gateway_is_not_a_new_start(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     first_gateway = await make_stack(max_starts_per_minute=1)
     other_gateway = await make_stack(max_starts_per_minute=1)
     first = await start(first_gateway, key="k1")
@@ -83,7 +88,7 @@ async def test_a_replay_landing_on_another_gateway_is_not_a_new_start(make_stack
 
 
 async def test_a_key_past_its_window_is_a_new_start_and_passes_the_limits(
-    make_stack, tmp_path: Path
+    make_stack: Callable[..., Awaitable[Stack]], tmp_path: Path
 ) -> None:
     """The service keeps a key for 24 h; a start with it afterwards creates a job, so it counts
     (aged here by moving the job's creation back in the service's database)."""
@@ -108,7 +113,9 @@ def _age(database: Path, job_id: str, by: timedelta) -> None:
         )
 
 
-async def test_unfinished_jobs_beyond_the_limit_are_429_until_one_finishes(make_stack) -> None:
+async def test_unfinished_jobs_beyond_the_limit_are_429_until_one_finishes(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(max_unfinished_jobs_per_user=2)
     first, _ = await stack.start_job(), await stack.start_job()
     status, body, retry_after = await start(stack)
@@ -121,11 +128,12 @@ async def test_unfinished_jobs_beyond_the_limit_are_429_until_one_finishes(make_
     assert (await job_count(stack), runs(stack)) == (3, 4)
 
 
-async def test_the_unfinished_count_asks_for_one_service_page_at_most(make_stack) -> None:
+async def test_the_unfinished_count_asks_for_one_service_page_at_most(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     # A limit above the service's largest page (500) is counted page by page.
     stack = await make_stack(max_unfinished_jobs_per_user=501)
-    svc = stack.gateway.services
-    assert svc is not None
+    svc = stack.services
     pages: list[int] = []
     list_page = svc.client.list_page
 
@@ -138,7 +146,9 @@ async def test_the_unfinished_count_asks_for_one_service_page_at_most(make_stack
     assert pages == [500]  # one page, short: the user is far below the limit
 
 
-async def test_sockets_per_user_beyond_the_cap_close_4429(make_stack) -> None:
+async def test_sockets_per_user_beyond_the_cap_close_4429(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(max_sockets_per_user=2)
     first, second = await stack.start_job(), await stack.start_job()
     open_ = [await stack.socket(first), await stack.socket(second)]
@@ -151,8 +161,7 @@ async def test_sockets_per_user_beyond_the_cap_close_4429(make_stack) -> None:
     assert (await theirs.next())["type"] == "status"
     await theirs.close()
     await open_[0].close()
-    svc = stack.gateway.services
-    assert svc is not None
+    svc = stack.services
 
     async def released() -> bool:
         return svc.slots.per_user.get("u1") == 1
@@ -165,7 +174,9 @@ async def test_sockets_per_user_beyond_the_cap_close_4429(make_stack) -> None:
     await eventually(lambda: _empty(svc.slots), "every socket slot to be released")
 
 
-async def test_sockets_per_job_beyond_the_cap_close_4429(make_stack) -> None:
+async def test_sockets_per_job_beyond_the_cap_close_4429(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(max_sockets_per_job=2)
     busy, quiet = await stack.start_job(), await stack.start_job()
     open_ = [await stack.socket(busy) for _ in range(2)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+from pathlib import Path
 
 import aiohttp
 from gwstack import CALLBACK_SECRET, JWT_SECRET, Stack
@@ -82,7 +83,7 @@ async def test_a_taken_port_exits_1_with_one_line() -> None:
 
 
 async def test_sigterm_closes_sockets_with_1001_and_exits_0(
-    service: RunningServer, http: aiohttp.ClientSession, tmp_path
+    service: RunningServer, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     env = {
         "ENVIRONMENT": "production",

@@ -91,7 +91,7 @@ async def test_an_after_that_is_not_a_uint64_closes_4400(stack: Stack, after: st
 
 async def test_a_hostile_after_disturbs_no_other_socket_of_the_job(stack: Stack) -> None:
     job_id = await stack.start_job()
-    hub = stack.gateway.services.hub
+    hub = stack.services.hub
     refused = await stack.socket(job_id, after=2**64)  # the first socket of the job
     assert await refused.close_code() == 4400
     # The largest version there is: valid, but the job will never reach it.

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import grpc
 import pytest
-from gwstack import Gateway, Stack, WsClient, gateway_config
+from gwstack import S3, Stack, WsClient, gateway_config
 from support import servers
+from support.fakerunpod import FakeRunPod
 from support.poll import eventually
 from test_ws import fall_behind, progress, service_target, slow_session, versions
 
+from gateway.server import Gateway
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
@@ -75,7 +79,7 @@ async def test_two_jobs_on_one_socket_each_in_order(stack: Stack) -> None:
     await progress(stack, b, 50)  # the terminal event ended only a's subscription
     assert (await ws.next())["version"] == 5
     await ws.nothing_more(0.1)
-    assert len(stack.gateway.services.hub) == 1  # a's subscription left the hub
+    assert len(stack.services.hub) == 1  # a's subscription left the hub
     await ws.close()
 
 
@@ -121,8 +125,8 @@ async def test_unsubscribe_stops_a_job_and_is_acknowledged(stack: Stack) -> None
     await subscribe(ws, b)  # again: acknowledged, and nothing is repeated
     await ws.nothing_more(0.1)
     await ws.close()
-    hub = stack.gateway.services.hub
-    slots = stack.gateway.services.slots
+    hub = stack.services.hub
+    slots = stack.services.slots
 
     async def empty() -> bool:
         return len(hub) == 0 and not slots.per_job and not slots.per_user
@@ -159,7 +163,9 @@ async def test_after_covering_the_terminal_event_sends_nothing(stack: Stack) -> 
     await ws.close()
 
 
-async def test_the_subscription_cap_is_a_4429_subscription_error(make_stack) -> None:
+async def test_the_subscription_cap_is_a_4429_subscription_error(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(max_subscriptions_per_socket=2)
     jobs = [await stack.start_job() for _ in range(3)]
     ws = await mux(stack)
@@ -180,7 +186,9 @@ async def test_the_subscription_cap_is_a_4429_subscription_error(make_stack) -> 
     await ws.close()
 
 
-async def test_the_per_job_socket_cap_counts_subscriptions(make_stack) -> None:
+async def test_the_per_job_socket_cap_counts_subscriptions(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(max_sockets_per_job=1)
     job_id = await stack.start_job()
     single = await stack.socket(job_id)
@@ -193,7 +201,9 @@ async def test_the_per_job_socket_cap_counts_subscriptions(make_stack) -> None:
     await ws.close()
 
 
-async def test_token_origin_and_user_socket_cap(make_stack) -> None:
+async def test_token_origin_and_user_socket_cap(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(allowed_origins=("https://app.example",), max_sockets_per_user=1)
     url = f"{stack.url}/api/ws"
     for params in ({}, {"token": "garbage"}):
@@ -245,7 +255,7 @@ async def test_a_frame_that_is_not_a_protocol_message_closes_4400_and_says_why(
         await ws.send_str(frame)
     message = await ws.receive(timeout=10)
     assert message.type is aiohttp.WSMsgType.CLOSE
-    assert message.data == 4400 and message.extra.startswith(reason)
+    assert message.data == 4400 and message.extra is not None and message.extra.startswith(reason)
     await progress(stack, job_id, 10)  # another socket of the same job is not disturbed
     assert (await other.next())["version"] == 3
     await other.close()
@@ -258,7 +268,7 @@ async def test_a_frame_over_64_kib_closes_1009(stack: Stack) -> None:
 
 
 async def test_a_ping_flood_queues_one_pong(stack: Stack) -> None:
-    metrics = stack.gateway.services.metrics
+    metrics = stack.services.metrics
     async with slow_session() as session:
         flood = await session.ws_connect(f"{stack.url}/api/ws", params={"token": stack.token("u1")})
         pings = 40_000
@@ -266,7 +276,7 @@ async def test_a_ping_flood_queues_one_pong(stack: Stack) -> None:
             await flood.send_str('{"type":"ping"}')
 
         async def all_read() -> bool:
-            return metrics.messages_received._value.get() >= pings
+            return bool(metrics.messages_received._value.get() >= pings)
 
         await eventually(all_read, f"the gateway to read all {pings} pings", within=60)
         queued = metrics.registry.get_sample_value("gateway_ws_messages_queued")
@@ -309,7 +319,9 @@ async def test_a_slow_socket_loses_only_progress_of_each_job(stack: Stack) -> No
     await fast.close()
 
 
-async def test_shutdown_closes_1001_and_a_new_socket_resumes_with_after(make_stack) -> None:
+async def test_shutdown_closes_1001_and_a_new_socket_resumes_with_after(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack()
     a, b = await stack.start_job(), await stack.start_job()
     ws = await mux(stack)
@@ -373,7 +385,7 @@ async def test_the_feed_lists_the_users_jobs_then_every_event_new_jobs_included(
 async def test_one_upstream_feed_per_user_shared_by_sockets_and_it_ends_empty(
     stack: Stack,
 ) -> None:
-    feeds = stack.gateway.services.feeds
+    feeds = stack.services.feeds
     job_id = await stack.start_job()
     sockets = [await mux(stack) for _ in range(3)]
     for ws in sockets:
@@ -415,7 +427,7 @@ async def test_a_job_on_the_feed_and_subscribed_arrives_once_per_subscription(
 
 
 async def test_after_a_gateway_restart_the_feed_lists_what_happened_meanwhile(
-    make_stack,
+    make_stack: Callable[..., Awaitable[Stack]],
 ) -> None:
     stack = await make_stack()
     job_id = await stack.start_job()
@@ -437,7 +449,7 @@ async def test_after_a_gateway_restart_the_feed_lists_what_happened_meanwhile(
 
 
 async def test_a_feed_the_service_refuses_is_a_subscription_error_and_the_socket_stays(
-    tmp_path, runpod, s3, http
+    tmp_path: Path, runpod: FakeRunPod, s3: S3, http: aiohttp.ClientSession
 ) -> None:
     # The one stream the service allows is the gateway's job feed's.
     async with servers.service(tmp_path, max_watch_streams=1) as running:
@@ -459,14 +471,14 @@ async def test_a_feed_the_service_refuses_is_a_subscription_error_and_the_socket
             }
             await progress(stack, job_id, 10)
             assert (await ws.next())["version"] == 3  # the job's subscription goes on
-            assert len(gateway.services.feeds) == 0
+            assert len(stack.services.feeds) == 0
             await ws.close()
         finally:
             await gateway.stop()
 
 
 async def test_a_client_that_asks_and_never_reads_is_closed_1008(stack: Stack) -> None:
-    metrics = stack.gateway.services.metrics
+    metrics = stack.services.metrics
     async with slow_session() as session:
         flood = await session.ws_connect(f"{stack.url}/api/ws", params={"token": stack.token("u1")})
         # Every unsubscribe is acknowledged and acknowledgements are never dropped: a client
@@ -478,7 +490,7 @@ async def test_a_client_that_asks_and_never_reads_is_closed_1008(stack: Stack) -
             await flood.send_str(frame)
 
         async def closed_for_overflow() -> bool:
-            return metrics.overflow_closes._value.get() == 1
+            return bool(metrics.overflow_closes._value.get() == 1)
 
         await eventually(closed_for_overflow, "the socket to be closed for not reading")
         queued = metrics.registry.get_sample_value("gateway_ws_messages_queued")

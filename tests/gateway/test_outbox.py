@@ -46,7 +46,7 @@ class GatedSocket:
         return True
 
 
-class Transport(asyncio.BaseTransport):
+class Transport(asyncio.Transport):
     """The socket's connection: records that it was aborted."""
 
     def __init__(self) -> None:
@@ -57,7 +57,7 @@ class Transport(asyncio.BaseTransport):
         self.aborted.set()
 
 
-def queued(metrics: Metrics) -> float:
+def queued(metrics: Metrics) -> float | None:
     return metrics.registry.get_sample_value("gateway_ws_messages_queued")
 
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from gwstack import S3, Gateway, Stack, gateway_config
+from gwstack import S3, Stack, gateway_config
 from support.fakerunpod import FakeRunPod
 from support.poll import eventually
 from support.processes import ServeProcess
 from support.servers import sqlite_url
+
+from gateway.server import Gateway
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Awaitable, Callable
 
 import jwt
 import pytest
@@ -27,7 +28,7 @@ def bad_tokens() -> list[tuple[str, str | None]]:
         ("wrong key", "Bearer " + jwt.encode({"sub": "u1"}, "x" * 40, algorithm="HS256")),
         ("expired", "Bearer " + jwt.encode({"sub": "u1", "exp": now - 60}, JWT_SECRET, "HS256")),
         ("no sub", "Bearer " + jwt.encode({"exp": now + 60}, JWT_SECRET, "HS256")),
-        ("alg none", "Bearer " + jwt.encode({"sub": "u1"}, None, algorithm="none")),
+        ("alg none", "Bearer " + jwt.encode({"sub": "u1"}, "", algorithm="none")),
     ]
 
 
@@ -158,7 +159,9 @@ async def test_aiohttp_errors_are_json(stack: Stack) -> None:
         assert "GET" in response.headers["Allow"]
 
 
-async def test_dev_token_exists_only_in_development(make_stack) -> None:
+async def test_dev_token_exists_only_in_development(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     prod = await make_stack()
     assert await prod.get("/api/dev/token?user_id=u9", None) == (404, {"error": "not found"})
     dev = await make_stack(environment="development")
@@ -169,7 +172,9 @@ async def test_dev_token_exists_only_in_development(make_stack) -> None:
     assert (await dev.get("/api/dev/token", None))[0] == 400
 
 
-async def test_healthz_metrics_and_demo_page(stack: Stack, make_stack) -> None:
+async def test_healthz_metrics_and_demo_page(
+    stack: Stack, make_stack: Callable[..., Awaitable[Stack]]
+) -> None:
     assert await stack.get("/healthz", None) == (200, {"status": "ok"})
     await stack.start_job()
     async with stack.http.get(f"{stack.url}/metrics") as response:
@@ -192,7 +197,7 @@ async def test_healthz_metrics_and_demo_page(stack: Stack, make_stack) -> None:
     assert status == 503 and "unavailable" in body["error"]
 
 
-async def test_cors_follows_allowed_origins(make_stack) -> None:
+async def test_cors_follows_allowed_origins(make_stack: Callable[..., Awaitable[Stack]]) -> None:
     stack = await make_stack(allowed_origins=("https://app.example",))
     preflight = {
         "Origin": "https://app.example",
@@ -213,7 +218,9 @@ async def test_cors_follows_allowed_origins(make_stack) -> None:
         assert "Access-Control-Allow-Origin" not in response.headers
 
 
-async def test_access_log_never_shows_tokens(stack: Stack, caplog) -> None:
+async def test_access_log_never_shows_tokens(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level("INFO", logger="aiohttp.access")
     job_id = await stack.start_job()
     token = stack.callback_token(job_id)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -47,7 +50,9 @@ async def test_an_id_from_run_that_is_not_a_runpod_id_is_never_used(
     assert stack.runpod.paths() == [("POST", "/run")]  # no URL was built from that id
 
 
-async def test_runpod_unreachable_makes_the_job_error_and_502(make_stack) -> None:
+async def test_runpod_unreachable_makes_the_job_error_and_502(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(runpod_endpoint_url=f"http://127.0.0.1:{free_port()}")
     status, body = await stack.post("/api/export/overlay/start", json={"clip": "x"})
     assert (status, body["error"]) == (
@@ -64,7 +69,9 @@ async def test_runpod_unreachable_makes_the_job_error_and_502(make_stack) -> Non
     assert 'gateway_runpod_requests_total{operation="run",outcome="unreachable"} 3.0' in text
 
 
-async def test_cancel_survives_runpod_being_down(make_stack) -> None:
+async def test_cancel_survives_runpod_being_down(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack()
     job_id = await stack.start_job()
     stack.runpod.run_status = 500
@@ -73,11 +80,13 @@ async def test_cancel_survives_runpod_being_down(make_stack) -> None:
     assert (status, job["status"]) == (200, "cancelled")
 
 
-async def test_simulated_worker_walks_the_job_to_complete_over_http(make_stack) -> None:
+async def test_simulated_worker_walks_the_job_to_complete_over_http(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(runpod_endpoint_url="", runpod_api_key="", simulated_worker=True)
     job_id = await stack.start_job("sim-user")
     ws = await stack.socket(job_id, "sim-user")
-    messages = []
+    messages: list[dict[str, Any]] = []
     while not messages or messages[-1]["type"] != "complete":
         messages.append(await ws.next())
     progress = [m["progress"] for m in messages if m["type"] == "progress"]
@@ -93,7 +102,9 @@ async def test_simulated_worker_walks_the_job_to_complete_over_http(make_stack) 
     assert stack.runpod.paths() == []
 
 
-async def test_development_without_r2_serves_outputs_itself(make_stack, tmp_path) -> None:
+async def test_development_without_r2_serves_outputs_itself(
+    make_stack: Callable[..., Awaitable[Stack]], tmp_path: Path
+) -> None:
     stack = await make_stack(
         environment="development",
         runpod_endpoint_url="",
@@ -123,7 +134,9 @@ async def test_development_without_r2_serves_outputs_itself(make_stack, tmp_path
         assert response.status == 404
 
 
-async def test_production_without_r2_cannot_sign(make_stack) -> None:
+async def test_production_without_r2_cannot_sign(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(r2_endpoint_url="")
     job_id = await stack.start_job()
     key = quote(f"exports/{job_id}/p.mp4", safe="")

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from gwstack import S3, Gateway, Stack, gateway_config
+from gwstack import S3, Stack, gateway_config
 from support.fakerunpod import FakeRunPod
 
+from gateway.server import Gateway
 from jobstate.config import ServiceConfig
 from jobstate.server import RunningServer, start_server
 

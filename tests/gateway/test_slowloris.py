@@ -9,9 +9,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from gwstack import S3, Gateway, gateway_config
+from gwstack import S3, gateway_config
 from support.fakerunpod import FakeRunPod
 
+from gateway.server import Gateway
 from jobstate.server import RunningServer
 
 SHORT = 2.0

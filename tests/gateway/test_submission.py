@@ -5,8 +5,7 @@ meanwhile is cancelled on RunPod."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from gwstack import WAIT, Stack
@@ -65,7 +64,7 @@ async def direct(service: RunningServer) -> AsyncIterator[JobStateClient]:
 
 
 async def test_the_service_unreachable_after_run_is_retried_not_resubmitted(
-    make_stack: Any, proxy: TcpProxy, direct: JobStateClient
+    make_stack: Callable[..., Awaitable[Stack]], proxy: TcpProxy, direct: JobStateClient
 ) -> None:
     # A short deadline keeps each attempt against the cut service short.
     stack = await make_stack(jobstate_target=f"127.0.0.1:{proxy.port}", rpc_timeout=3.0)
@@ -93,7 +92,7 @@ async def test_the_service_unreachable_after_run_is_retried_not_resubmitted(
     assert again == (200, {"job_id": job_id, "status": "processing"})
 
     async def recorded() -> bool:
-        return (await direct.get_job(job_id)).external_id == submission["id"]
+        return bool((await direct.get_job(job_id)).external_id == submission["id"])
 
     await eventually(recorded, what="the RunPod id to be recorded once the service is back")
     assert await stack.post(START, json={"clip": "a"}, headers=key) == again

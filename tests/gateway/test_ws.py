@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import grpc
@@ -15,7 +17,7 @@ from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 
 
-def tiny_buffers(addr_info: tuple) -> socket.socket:
+def tiny_buffers(addr_info: tuple[Any, ...]) -> socket.socket:
     """A client socket for a reader that stops reading: its kernel buffer is small."""
     family, type_, proto, _, _ = addr_info
     sock = socket.socket(family, type_, proto)
@@ -31,7 +33,7 @@ async def progress(stack: Stack, job_id: str, *values: float) -> None:
         assert status == 200
 
 
-def versions(messages: list[dict]) -> list[int]:
+def versions(messages: list[dict[str, Any]]) -> list[int]:
     return [m["version"] for m in messages]
 
 
@@ -52,7 +54,9 @@ async def test_unknown_or_foreign_job_closes_4404(stack: Stack) -> None:
         assert ws.queue.empty()
 
 
-async def test_origin_outside_the_allowed_list_is_refused_before_the_upgrade(make_stack) -> None:
+async def test_origin_outside_the_allowed_list_is_refused_before_the_upgrade(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(allowed_origins=("https://app.example",))
     job_id = await stack.start_job()
     url = f"{stack.url}/api/jobs/{job_id}/ws"
@@ -149,13 +153,13 @@ async def test_finished_job_gives_its_status_then_closes(stack: Stack) -> None:
 
 
 async def test_one_shared_stream_per_job_and_the_hub_ends_empty(stack: Stack) -> None:
-    hub = stack.gateway.services.hub
+    hub = stack.services.hub
     a, b = await stack.start_job(), await stack.start_job()
     sockets = [await stack.socket(a) for _ in range(3)] + [await stack.socket(b)]
     for ws in sockets:
         await ws.next()
     assert len(hub) == 2
-    assert stack.gateway.services.metrics.watch_streams._value.get() == 2
+    assert stack.services.metrics.watch_streams._value.get() == 2
     await progress(stack, a, 50)
     for ws in sockets[:3]:
         assert (await ws.next())["version"] == 3
@@ -163,7 +167,7 @@ async def test_one_shared_stream_per_job_and_the_hub_ends_empty(stack: Stack) ->
         await ws.close()
 
     async def empty() -> bool:
-        return len(hub) == 0 and stack.gateway.services.metrics.watch_streams._value.get() == 0
+        return len(hub) == 0 and stack.services.metrics.watch_streams._value.get() == 0
 
     await eventually(empty, "the hub and the watch-stream gauge to be empty")
 
@@ -202,7 +206,7 @@ async def test_replay_on_a_fresh_gateway_starts_the_shared_stream_there(stack: S
 
 async def joined(stack: Stack, jobs: int = 1) -> None:
     """Wait until the gateway's hub holds `jobs` jobs (a socket's join follows its upgrade)."""
-    hub = stack.gateway.services.hub
+    hub = stack.services.hub
 
     async def holds() -> bool:
         return len(hub) == jobs
@@ -230,7 +234,7 @@ async def test_a_socket_without_after_is_greeted_though_the_first_one_had_after(
 async def test_a_replay_stream_ends_once_its_socket_caught_up_on_a_quiet_job(
     stack: Stack,
 ) -> None:
-    replays = stack.gateway.services.metrics.watch_replays
+    replays = stack.services.metrics.watch_replays
     job_id = await stack.start_job()
     await progress(stack, job_id, 10, 20)  # versions 3, 4, then quiet
     first = await stack.socket(job_id, after=4)
@@ -239,7 +243,7 @@ async def test_a_replay_stream_ends_once_its_socket_caught_up_on_a_quiet_job(
     assert versions(await behind.until(4)) == [3, 4]
 
     async def no_replays() -> bool:
-        return replays._value.get() == 0
+        return bool(replays._value.get() == 0)
 
     await eventually(
         no_replays, "no replay stream left"
@@ -265,7 +269,9 @@ async def test_versions_strictly_increase_under_concurrent_callbacks(stack: Stac
         assert seen == list(range(3, final + 1))  # a socket that keeps up sees every version
 
 
-async def test_shutdown_is_not_held_up_by_a_socket_that_never_reads(make_stack) -> None:
+async def test_shutdown_is_not_held_up_by_a_socket_that_never_reads(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack()
     job_id = await stack.start_job()
     reader = await stack.socket(job_id)
@@ -279,7 +285,9 @@ async def test_shutdown_is_not_held_up_by_a_socket_that_never_reads(make_stack) 
         assert await reader.close_code() == 1001
 
 
-async def test_shutdown_closes_sockets_with_1001(make_stack) -> None:
+async def test_shutdown_closes_sockets_with_1001(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack()
     job_id = await stack.start_job()
     sockets = [await stack.socket(job_id) for _ in range(2)]
@@ -293,7 +301,7 @@ async def test_shutdown_closes_sockets_with_1001(make_stack) -> None:
 async def fall_behind(stack: Stack, job_id: str) -> int:
     """Report progress with 1 KB messages straight to the service until a socket that does not
     read has fallen behind (the gateway dropped a progress message for it); how many."""
-    dropped = stack.gateway.services.metrics.messages_dropped
+    dropped = stack.services.metrics.messages_dropped
     message = "m" * 1000
     async with grpc.aio.insecure_channel(service_target(stack)) as channel:
         stub = pb_grpc.JobStateServiceStub(channel)
@@ -316,7 +324,7 @@ async def fall_behind(stack: Stack, job_id: str) -> int:
 
 
 def service_target(stack: Stack) -> str:
-    return f"127.0.0.1:{stack.gateway.services.config.jobstate_target.split(':')[1]}"
+    return f"127.0.0.1:{stack.services.config.jobstate_target.split(':')[1]}"
 
 
 def slow_session() -> aiohttp.ClientSession:
@@ -366,7 +374,9 @@ async def test_a_replay_joining_a_stream_that_is_still_opening_gets_events(stack
             await ws.close()
 
 
-async def test_heartbeat_closes_a_peer_that_stopped_answering(make_stack) -> None:
+async def test_heartbeat_closes_a_peer_that_stopped_answering(
+    make_stack: Callable[..., Awaitable[Stack]],
+) -> None:
     stack = await make_stack(ws_heartbeat=0.2)
     job_id = await stack.start_job()
     alive = await stack.socket(job_id)
@@ -386,7 +396,7 @@ async def test_heartbeat_closes_a_peer_that_stopped_answering(make_stack) -> Non
 
 
 async def test_a_ping_flood_from_a_client_that_never_reads_queues_one_pong(stack: Stack) -> None:
-    metrics = stack.gateway.services.metrics
+    metrics = stack.services.metrics
     job_id = await stack.start_job()
     url = f"{stack.url}/api/jobs/{job_id}/ws"
     async with slow_session() as session:
@@ -397,7 +407,7 @@ async def test_a_ping_flood_from_a_client_that_never_reads_queues_one_pong(stack
             await flood.send_str('{"type":"ping"}')
 
         async def all_read() -> bool:
-            return metrics.messages_received._value.get() >= pings
+            return bool(metrics.messages_received._value.get() >= pings)
 
         await eventually(all_read, f"the gateway to read all {pings} pings", within=60)
         queued = metrics.registry.get_sample_value("gateway_ws_messages_queued")
