@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Page
 from support.fakerunpod import FakeRunPod
 
 from browser.fake_gateway import FakeGateway
@@ -46,7 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[object]:
+async def browser() -> AsyncIterator[Browser]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -60,7 +61,7 @@ async def browser() -> AsyncIterator[object]:
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def context(browser):  # type: ignore[no-untyped-def]
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
     ctx = await browser.new_context()
     ctx.set_default_timeout(15_000)
     try:
@@ -70,7 +71,7 @@ async def context(browser):  # type: ignore[no-untyped-def]
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def page(context):  # type: ignore[no-untyped-def]
+async def page(context: BrowserContext) -> AsyncIterator[Page]:
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
