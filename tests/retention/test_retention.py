@@ -32,7 +32,7 @@ WEEK = 7 * 86400.0
 async def channel_for() -> AsyncIterator[object]:
     channels: list[grpc.aio.Channel] = []
 
-    def open_(server: RunningServer) -> pb_grpc.JobStateServiceStub:
+    def open_(server: RunningServer) -> pb_grpc.JobStateServiceAsyncStub:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         channels.append(channel)
         return stub(channel)
@@ -51,7 +51,7 @@ async def progress_count(server: RunningServer, job_id: str) -> int:
     return sum(t == EventType.PROGRESS.value for _, t in await event_types(server, job_id))
 
 
-async def run_job(client: pb_grpc.JobStateServiceStub, job_id: str, steps: int) -> pb.Job:
+async def run_job(client: pb_grpc.JobStateServiceAsyncStub, job_id: str, steps: int) -> pb.Job:
     await create_job(client, job_id)
     await client.MarkSubmitted(pb.MarkSubmittedRequest(job_id=job_id, external_id="rp"), timeout=10)
     for step in range(1, steps + 1):
@@ -63,7 +63,7 @@ async def run_job(client: pb_grpc.JobStateServiceStub, job_id: str, steps: int) 
 
 
 async def first_messages(
-    client: pb_grpc.JobStateServiceStub, job_id: str, after: int, count: int
+    client: pb_grpc.JobStateServiceAsyncStub, job_id: str, after: int, count: int
 ) -> list[tuple[int, int]]:
     """(type, version) of the first `count` messages of a WatchJob from `after`."""
     stream = client.WatchJob(pb.WatchJobRequest(job_id=job_id, after_version=after), timeout=10)
