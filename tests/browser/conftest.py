@@ -11,6 +11,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -118,9 +119,9 @@ def fake_runpod(shared_runpod: FakeRunPod) -> FakeRunPod:
     return shared_runpod
 
 
-async def _start_system(workdir: Path, s3_url: str, **kw: object) -> System:
+async def _start_system(workdir: Path, s3_url: str, **kw: Any) -> System:
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    system = System(workdir=workdir, s3_url=s3_url, **kw)  # type: ignore[arg-type]
+    system = System(workdir=workdir, s3_url=s3_url, **kw)
     try:
         await system.start()
     except BaseException:
@@ -157,7 +158,7 @@ async def make_system(
     """Factory for a system of the test's own (e.g. one it restarts); stopped after the test."""
     started: list[System] = []
 
-    async def make(**kw: object) -> System:
+    async def make(**kw: Any) -> System:
         system = await _start_system(tmp_path / f"system{len(started)}", s3_url, **kw)
         started.append(system)
         return system

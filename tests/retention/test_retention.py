@@ -10,8 +10,9 @@ Rounds are observed through the store's history (polling with a deadline), never
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TypeAlias
 
 import grpc
 import pytest
@@ -27,9 +28,12 @@ from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 TICK = 0.05
 WEEK = 7 * 86400.0
 
+# A string: the async stub class exists only in the generated .pyi.
+OpenClient: TypeAlias = "Callable[[RunningServer], pb_grpc.JobStateServiceAsyncStub]"
+
 
 @pytest.fixture
-async def channel_for() -> AsyncIterator[object]:
+async def channel_for() -> AsyncIterator[OpenClient]:
     channels: list[grpc.aio.Channel] = []
 
     def open_(server: RunningServer) -> pb_grpc.JobStateServiceAsyncStub:
@@ -78,13 +82,13 @@ async def first_messages(
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_finished_jobs_lose_progress_events_and_keep_the_rest(
-    tmp_path: Path, channel_for: object, backend: str
+    tmp_path: Path, channel_for: OpenClient, backend: str
 ) -> None:
     async with (
         database_url(backend, tmp_path, "jobstate_retention") as url,
         service(tmp_path, database_url=url, history_retention=0, retention_interval=TICK) as server,
     ):
-        client = channel_for(server)  # type: ignore[operator]
+        client = channel_for(server)
         await run_job(client, "still-running", 3)  # versions 1..5
         await run_job(client, "done", 4)  # versions 1..6
         done = (
@@ -133,12 +137,12 @@ async def test_finished_jobs_lose_progress_events_and_keep_the_rest(
 
 
 async def test_job_retention_removes_finished_jobs_only(
-    tmp_path: Path, channel_for: object
+    tmp_path: Path, channel_for: OpenClient
 ) -> None:
     async with service(
         tmp_path, history_retention=WEEK, job_retention=0.001, retention_interval=TICK
     ) as server:
-        client = channel_for(server)  # type: ignore[operator]
+        client = channel_for(server)
         await run_job(client, "running", 2)
         await run_job(client, "failed", 1)
         await client.FailJob(pb.FailJobRequest(job_id="failed", error="boom"), timeout=10)
@@ -156,12 +160,12 @@ async def test_job_retention_removes_finished_jobs_only(
 
 
 async def test_a_chatty_job_keeps_only_its_latest_progress_events(
-    tmp_path: Path, channel_for: object
+    tmp_path: Path, channel_for: OpenClient
 ) -> None:
     async with service(
         tmp_path, history_retention=WEEK, max_progress_events=10, retention_interval=TICK
     ) as server:
-        client = channel_for(server)  # type: ignore[operator]
+        client = channel_for(server)
         # Finished recently, few events: a week of retention keeps all of them.
         await run_job(client, "short", 3)
         await client.CompleteJob(
