@@ -19,7 +19,7 @@ import secrets
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import pytest
@@ -101,12 +101,12 @@ def operator_env(**extra: str) -> dict[str, str]:
 
 
 def raw_compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())
+    return cast(dict[str, Any], yaml.safe_load(COMPOSE.read_text()))
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return interpolate(raw_compose(), operator_env())
+    return cast(dict[str, Any], interpolate(raw_compose(), operator_env()))
 
 
 def jobstate_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -319,7 +319,7 @@ def test_every_process_runs_in_production(compose: dict[str, Any], tmp_path: Pat
 
 
 def test_every_secret_is_required_and_has_no_default() -> None:
-    used = {}
+    used: dict[str, set[tuple[str, str, bool]]] = {}
     for where, text in strings(raw_compose()):
         for name, colon, kind, argument in _INTERPOLATION.findall(text):
             used.setdefault(name, set()).add((colon, kind, argument != ""))

@@ -11,9 +11,11 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Page
 from support.fakerunpod import FakeRunPod
 
 from browser.fake_gateway import FakeGateway
@@ -46,7 +48,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[object]:
+async def browser() -> AsyncIterator[Browser]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -60,7 +62,7 @@ async def browser() -> AsyncIterator[object]:
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def context(browser):  # type: ignore[no-untyped-def]
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
     ctx = await browser.new_context()
     ctx.set_default_timeout(15_000)
     try:
@@ -70,7 +72,7 @@ async def context(browser):  # type: ignore[no-untyped-def]
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def page(context):  # type: ignore[no-untyped-def]
+async def page(context: BrowserContext) -> AsyncIterator[Page]:
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -117,9 +119,9 @@ def fake_runpod(shared_runpod: FakeRunPod) -> FakeRunPod:
     return shared_runpod
 
 
-async def _start_system(workdir: Path, s3_url: str, **kw: object) -> System:
+async def _start_system(workdir: Path, s3_url: str, **kw: Any) -> System:
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    system = System(workdir=workdir, s3_url=s3_url, **kw)  # type: ignore[arg-type]
+    system = System(workdir=workdir, s3_url=s3_url, **kw)
     try:
         await system.start()
     except BaseException:
@@ -156,7 +158,7 @@ async def make_system(
     """Factory for a system of the test's own (e.g. one it restarts); stopped after the test."""
     started: list[System] = []
 
-    async def make(**kw: object) -> System:
+    async def make(**kw: Any) -> System:
         system = await _start_system(tmp_path / f"system{len(started)}", s3_url, **kw)
         started.append(system)
         return system

@@ -137,7 +137,9 @@ class System:
         url = self.url + "/api/export/overlay/start"
         async with self._http.post(url, json={"clip": "a"}, headers=headers) as response:
             assert response.status == 200, await response.text()
-            return (await response.json())["job_id"]
+            job_id = (await response.json())["job_id"]
+            assert isinstance(job_id, str), job_id
+            return job_id
 
     async def fetch(self, url: str) -> tuple[int, bytes]:
         assert self._http is not None

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from playwright.async_api import Page
 
 from browser.fake_gateway import FakeGateway, FakeSocket
 
@@ -17,24 +18,24 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 FAST = {"backoffInitial": 50, "backoffMax": 200, "pollInterval": 100}
 
 
-async def watch(page: Any, fake: FakeGateway, job_id: str, **options: Any) -> None:
+async def watch(page: Page, fake: FakeGateway, job_id: str, **options: Any) -> None:
     await page.goto(fake.url + "/")
     await page.evaluate("([id, opts]) => startWatch(id, opts)", [job_id, {**FAST, **options}])
 
 
-async def wait_for_event(page: Any, *event: Any) -> None:
+async def wait_for_event(page: Page, *event: Any) -> None:
     await page.wait_for_function(
         "e => window.events.some(x => JSON.stringify(x) === e)",
         arg=json.dumps(list(event), separators=(",", ":")),
     )
 
 
-async def events(page: Any) -> list[list[Any]]:
-    return await page.evaluate("window.events")
+async def events(page: Page) -> list[list[Any]]:
+    return cast(list[list[Any]], await page.evaluate("window.events"))
 
 
-async def modes(page: Any) -> list[str]:
-    return await page.evaluate("window.modes")
+async def modes(page: Page) -> list[str]:
+    return cast(list[str], await page.evaluate("window.modes"))
 
 
 async def assert_no_connection(fake: FakeGateway) -> None:
@@ -48,7 +49,9 @@ async def open_socket(fake: FakeGateway) -> FakeSocket:
     return sock
 
 
-async def test_delivers_in_order_and_drops_replays_and_duplicates(page, fake_gateway):
+async def test_delivers_in_order_and_drops_replays_and_duplicates(
+    page: Page, fake_gateway: FakeGateway
+) -> None:
     fake_gateway.jobs["j1"] = {}
     await watch(page, fake_gateway, "j1")
     sock = await open_socket(fake_gateway)
@@ -78,7 +81,9 @@ async def test_delivers_in_order_and_drops_replays_and_duplicates(page, fake_gat
     await assert_no_connection(fake_gateway)
 
 
-async def test_reconnects_with_after_and_shows_nothing_twice(page, fake_gateway):
+async def test_reconnects_with_after_and_shows_nothing_twice(
+    page: Page, fake_gateway: FakeGateway
+) -> None:
     fake_gateway.jobs["j1"] = {}
     await watch(page, fake_gateway, "j1")
     first = await open_socket(fake_gateway)
@@ -121,8 +126,8 @@ async def test_reconnects_with_after_and_shows_nothing_twice(page, fake_gateway)
     [("bad", "j1", "unauthorized", 4401), ("good", "nope", "not_found", 4404)],
 )
 async def test_close_codes_end_the_watch_without_reconnecting(
-    page, fake_gateway, token, job_id, kind, code
-):
+    page: Page, fake_gateway: FakeGateway, token: str, job_id: str, kind: str, code: int
+) -> None:
     fake_gateway.jobs["j1"] = {}
     await watch(page, fake_gateway, job_id, token=token)
     await page.wait_for_function("window.events.length > 0")
@@ -134,7 +139,9 @@ async def test_close_codes_end_the_watch_without_reconnecting(
     assert fake_gateway.polls == 0
 
 
-async def test_polls_while_websockets_are_refused_and_switches_back(page, fake_gateway):
+async def test_polls_while_websockets_are_refused_and_switches_back(
+    page: Page, fake_gateway: FakeGateway
+) -> None:
     fake_gateway.refuse_websockets = True
     job = {"job_id": "j1", "status": "processing", "progress": 10, "message": "Queued"}
     fake_gateway.jobs["j1"] = {**job, "version": 2}
@@ -170,7 +177,7 @@ async def test_polls_while_websockets_are_refused_and_switches_back(page, fake_g
     assert await modes(page) == ["connecting", "polling", "websocket", "closed"]
 
 
-async def test_polling_alone_reaches_the_end(page, fake_gateway):
+async def test_polling_alone_reaches_the_end(page: Page, fake_gateway: FakeGateway) -> None:
     fake_gateway.refuse_websockets = True
     fake_gateway.jobs["j1"] = {
         "job_id": "j1",
@@ -191,7 +198,9 @@ async def test_polling_alone_reaches_the_end(page, fake_gateway):
     assert await modes(page) == ["connecting", "polling", "closed"]
 
 
-async def test_a_socket_that_stops_answering_pings_is_replaced(page, fake_gateway):
+async def test_a_socket_that_stops_answering_pings_is_replaced(
+    page: Page, fake_gateway: FakeGateway
+) -> None:
     fake_gateway.jobs["j1"] = {}
     await watch(page, fake_gateway, "j1", pingInterval=100, pongTimeout=300)
     first = await open_socket(fake_gateway)
@@ -204,7 +213,7 @@ async def test_a_socket_that_stops_answering_pings_is_replaced(page, fake_gatewa
     await asyncio.wait_for(first.closed.wait(), 10)
 
 
-async def test_close_stops_the_watch(page, fake_gateway):
+async def test_close_stops_the_watch(page: Page, fake_gateway: FakeGateway) -> None:
     fake_gateway.jobs["j1"] = {}
     await watch(page, fake_gateway, "j1")
     sock = await open_socket(fake_gateway)
@@ -216,7 +225,9 @@ async def test_close_stops_the_watch(page, fake_gateway):
     await assert_no_connection(fake_gateway)
 
 
-async def test_websocket_null_polls_through_the_fetch_option(page, fake_gateway):
+async def test_websocket_null_polls_through_the_fetch_option(
+    page: Page, fake_gateway: FakeGateway
+) -> None:
     fake_gateway.jobs["j1"] = {"job_id": "j1", "status": "processing", "progress": 10, "version": 2}
     await page.goto(fake_gateway.url + "/")
     await page.evaluate(

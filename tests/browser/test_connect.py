@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from playwright.async_api import Page
 from support.poll import eventually
 
 from browser.fake_gateway import FakeGateway, FakeSocket
@@ -17,7 +18,7 @@ from browser.test_client import FAST, events, wait_for_event
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-async def connect(page: Any, fake: FakeGateway) -> None:
+async def connect(page: Page, fake: FakeGateway) -> None:
     await page.goto(fake.url + "/")
     await page.evaluate("(opts) => startConnection(opts)", FAST)
 
@@ -35,7 +36,9 @@ async def requests(sock: FakeSocket, count: int) -> list[dict[str, Any]]:
     return sent()
 
 
-async def test_resubscribes_every_job_with_its_last_version_and_the_feed(page, fake_gateway):
+async def test_resubscribes_every_job_with_its_last_version_and_the_feed(
+    page: Page, fake_gateway: FakeGateway
+) -> None:
     await connect(page, fake_gateway)
     await page.evaluate("connWatch('j1'); connWatch('j2'); connFeed()")
     first = await fake_gateway.next_connection()
@@ -94,7 +97,9 @@ async def test_resubscribes_every_job_with_its_last_version_and_the_feed(page, f
     ]
 
 
-async def test_a_4404_subscription_error_ends_only_that_watch(page, fake_gateway):
+async def test_a_4404_subscription_error_ends_only_that_watch(
+    page: Page, fake_gateway: FakeGateway
+) -> None:
     await connect(page, fake_gateway)
     await page.evaluate("connWatch('mine'); connWatch('theirs')")
     sock = await fake_gateway.next_connection()
@@ -113,7 +118,9 @@ async def test_a_4404_subscription_error_ends_only_that_watch(page, fake_gateway
     await asyncio.wait_for(sock.closed.wait(), 10)
 
 
-async def test_a_second_feed_watch_starts_from_what_the_first_knows(page, fake_gateway):
+async def test_a_second_feed_watch_starts_from_what_the_first_knows(
+    page: Page, fake_gateway: FakeGateway
+) -> None:
     await connect(page, fake_gateway)
     await page.evaluate("connFeed()")
     sock = await fake_gateway.next_connection()
@@ -134,7 +141,9 @@ async def test_a_second_feed_watch_starts_from_what_the_first_knows(page, fake_g
     ]
 
 
-async def test_watching_a_watched_job_again_subscribes_it_anew(page, fake_gateway):
+async def test_watching_a_watched_job_again_subscribes_it_anew(
+    page: Page, fake_gateway: FakeGateway
+) -> None:
     await connect(page, fake_gateway)
     await page.evaluate("connWatch('j1')")
     sock = await fake_gateway.next_connection()

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import BrowserContext, Page, ViewportSize, expect
 from support.fakerunpod import FakeRunPod
 
 from browser.system import System
@@ -22,8 +23,8 @@ from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 FINISH = 30_000  # ms: generous upper bound for a job to finish; never a pace assertion
-LAPTOP = {"width": 1280, "height": 860}
-PHONE = {"width": 390, "height": 844}
+LAPTOP: ViewportSize = {"width": 1280, "height": 860}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 # Records every value the progress bar shows and every transport the page reports, so a test
 # can check the whole history rather than a final state.
@@ -42,13 +43,13 @@ document.addEventListener("DOMContentLoaded", () => {
 """
 
 
-async def open_demo(page: Any, system: System, user: str | None = None) -> None:
+async def open_demo(page: Page, system: System, user: str | None = None) -> None:
     await page.add_init_script(RECORDER)
     await page.goto(f"{system.url}/?user={user or 'u-' + uuid.uuid4().hex[:8]}")
     await expect(page.locator("#start")).to_be_enabled()
 
 
-async def start_export(page: Any) -> str:
+async def start_export(page: Page) -> str:
     await page.locator("#overlay-text").fill("Browser test")
     await page.locator("#start").click()
     await expect(page.locator("#job-card")).to_be_visible()
@@ -56,23 +57,23 @@ async def start_export(page: Any) -> str:
     return await page.locator("#job-id").inner_text()
 
 
-async def expect_complete(page: Any) -> None:
+async def expect_complete(page: Page) -> None:
     await expect(page.locator("#status")).to_have_text("Complete", timeout=FINISH)
     await expect(page.locator("#progress")).to_have_attribute("aria-valuenow", "100")
     await expect(page.locator("#progress-text")).to_have_text("100%")
 
 
-async def progress_history(page: Any) -> list[int]:
-    return await page.evaluate("window.__progress")
+async def progress_history(page: Page) -> list[int]:
+    return cast(list[int], await page.evaluate("window.__progress"))
 
 
-async def modes(page: Any) -> list[str]:
-    return await page.evaluate("window.__modes")
+async def modes(page: Page) -> list[str]:
+    return cast(list[str], await page.evaluate("window.__modes"))
 
 
 async def test_export_completes_and_download_serves_the_file(
-    page, sim_system: System, artifacts: Path
-):
+    page: Page, sim_system: System, artifacts: Path
+) -> None:
     system = sim_system
     await page.set_viewport_size(LAPTOP)
     await open_demo(page, system)
@@ -104,7 +105,9 @@ async def test_export_completes_and_download_serves_the_file(
     )
 
 
-async def test_completes_by_polling_when_websockets_are_refused(page, context, sim_system):
+async def test_completes_by_polling_when_websockets_are_refused(
+    page: Page, context: BrowserContext, sim_system: System
+) -> None:
     system = sim_system
     refused: list[str] = []
 
@@ -134,8 +137,11 @@ async def report_progress(system: System, job_id: str, progress: float, message:
 
 
 async def test_reconnects_after_a_gateway_restart_without_going_backwards(
-    page, make_system, fake_runpod: FakeRunPod, artifacts: Path
-):
+    page: Page,
+    make_system: Callable[..., Awaitable[System]],
+    fake_runpod: FakeRunPod,
+    artifacts: Path,
+) -> None:
     system = await make_system(runpod_url=fake_runpod.url)
     await open_demo(page, system)
     job_id = await start_export(page)
@@ -176,7 +182,9 @@ async def test_reconnects_after_a_gateway_restart_without_going_backwards(
     assert "websocket" in seen[first + 1 :], f"no reconnect recorded: {seen}"
 
 
-async def test_two_tabs_on_one_job_both_finish(context, runpod_system, fake_runpod: FakeRunPod):
+async def test_two_tabs_on_one_job_both_finish(
+    context: BrowserContext, runpod_system: System, fake_runpod: FakeRunPod
+) -> None:
     system = runpod_system
     user = "two-tabs-" + uuid.uuid4().hex[:8]
     first = await context.new_page()
@@ -205,8 +213,8 @@ async def test_two_tabs_on_one_job_both_finish(context, runpod_system, fake_runp
 
 
 async def test_cancel_and_start_failures_are_shown(
-    page, runpod_system: System, fake_runpod: FakeRunPod, artifacts: Path
-):
+    page: Page, runpod_system: System, fake_runpod: FakeRunPod, artifacts: Path
+) -> None:
     system = runpod_system
     await open_demo(page, system)
     await start_export(page)
@@ -230,7 +238,7 @@ async def test_cancel_and_start_failures_are_shown(
     await expect(page.locator(".job-row .pill").first).to_have_text("Failed")
 
 
-async def test_unknown_job_is_reported_to_the_person(page, sim_system: System):
+async def test_unknown_job_is_reported_to_the_person(page: Page, sim_system: System) -> None:
     await page.goto(f"{sim_system.url}/?user=u-{uuid.uuid4().hex[:8]}&job=no-such-job")
     alert = page.locator("#alert")
     await expect(alert).to_be_visible()
@@ -238,7 +246,9 @@ async def test_unknown_job_is_reported_to_the_person(page, sim_system: System):
     await expect(page.locator("#job-card")).to_be_hidden()
 
 
-async def test_production_page_asks_for_a_token(page, make_system, artifacts: Path):
+async def test_production_page_asks_for_a_token(
+    page: Page, make_system: Callable[..., Awaitable[System]], artifacts: Path
+) -> None:
     system = await make_system(environment="production")
     await open_demo_signed_out(page, system)
     await page.screenshot(path=str(artifacts / "demo-signin.png"), full_page=True)
@@ -249,7 +259,7 @@ async def test_production_page_asks_for_a_token(page, make_system, artifacts: Pa
     await expect_complete(page)
 
 
-async def open_demo_signed_out(page: Any, system: System) -> None:
+async def open_demo_signed_out(page: Page, system: System) -> None:
     await page.goto(system.url + "/")
     await expect(page.locator("#signin")).to_be_visible()
     await expect(page.locator("#start")).to_be_disabled()

@@ -6,11 +6,12 @@ tab appears by itself; a gateway restart mid-way misses and repeats nothing; a f
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import BrowserContext, Locator, Page, expect
 from support.fakerunpod import FakeRunPod
 
 from browser.system import System
@@ -23,13 +24,13 @@ def user() -> str:
     return "mux-" + uuid.uuid4().hex[:8]
 
 
-def row(page: Any, job_id: str) -> Any:
+def row(page: Page, job_id: str) -> Locator:
     return page.locator(f'.job-row[data-job-id="{job_id}"]')
 
 
 async def test_two_jobs_progress_at_once_in_the_live_list_over_one_socket(
-    page, runpod_system: System, fake_runpod: FakeRunPod, artifacts: Path
-):
+    page: Page, runpod_system: System, fake_runpod: FakeRunPod, artifacts: Path
+) -> None:
     system = runpod_system
     sockets: list[str] = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
@@ -58,7 +59,9 @@ async def test_two_jobs_progress_at_once_in_the_live_list_over_one_socket(
     assert [url.split("?")[0].split("/api")[1] for url in sockets] == ["/ws"], sockets
 
 
-async def test_a_job_started_in_another_tab_appears_by_itself(context, sim_system: System):
+async def test_a_job_started_in_another_tab_appears_by_itself(
+    context: BrowserContext, sim_system: System
+) -> None:
     who = user()
     first = await context.new_page()
     await open_demo(first, sim_system, user=who)
@@ -89,11 +92,11 @@ RECORD = """async ({ user, jobs }) => {
 }"""
 
 
-async def seen(page: Any) -> list[list[Any]]:
-    return await page.evaluate("window.__seen")
+async def seen(page: Page) -> list[list[Any]]:
+    return cast(list[list[Any]], await page.evaluate("window.__seen"))
 
 
-async def until_seen(page: Any, entry: list[Any]) -> None:
+async def until_seen(page: Page, entry: list[Any]) -> None:
     await page.wait_for_function(
         "(entry) => window.__seen.some((e) => JSON.stringify(e.slice(0, entry.length)) ==="
         " JSON.stringify(entry))",
@@ -103,8 +106,8 @@ async def until_seen(page: Any, entry: list[Any]) -> None:
 
 
 async def test_a_gateway_restart_mid_way_misses_and_repeats_nothing(
-    page, make_system, fake_runpod: FakeRunPod
-):
+    page: Page, make_system: Callable[..., Awaitable[System]], fake_runpod: FakeRunPod
+) -> None:
     system = await make_system(runpod_url=fake_runpod.url)
     who = user()
     jobs = [await system.start_export(who), await system.start_export(who)]
@@ -145,8 +148,8 @@ async def test_a_gateway_restart_mid_way_misses_and_repeats_nothing(
 
 
 async def test_a_foreign_job_is_not_found_and_the_others_go_on(
-    page, runpod_system: System, fake_runpod: FakeRunPod
-):
+    page: Page, runpod_system: System, fake_runpod: FakeRunPod
+) -> None:
     system = runpod_system
     who = user()
     mine = await system.start_export(who)

@@ -9,7 +9,7 @@ answers 503 meanwhile. Skipped without JOBSTATE_TEST_POSTGRES_URL.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -54,7 +54,7 @@ async def serve_via_proxy(tmp_path: Path) -> AsyncIterator[tuple[ServeProcess, T
 class Load:
     """Workers reporting ever-higher progress on their jobs; every acknowledgement recorded."""
 
-    def __init__(self, client: pb_grpc.JobStateServiceStub) -> None:
+    def __init__(self, client: pb_grpc.JobStateServiceAsyncStub) -> None:
         self.client = client
         self.acked: list[tuple[str, int, float]] = []  # (job_id, version, progress)
         self.failures: list[tuple[grpc.StatusCode, str]] = []
@@ -158,12 +158,14 @@ async def test_rpcs_fail_fast_then_recover_and_nothing_acknowledged_is_lost(
         await _assert_every_ack_in_history(client, job_ids, load.acked)
 
 
-async def _at_least(count: object, n: int) -> bool:
-    return count() >= n  # type: ignore[operator]
+async def _at_least(count: Callable[[], int], n: int) -> bool:
+    return count() >= n
 
 
 async def _assert_every_ack_in_history(
-    client: pb_grpc.JobStateServiceStub, job_ids: list[str], acked: list[tuple[str, int, float]]
+    client: pb_grpc.JobStateServiceAsyncStub,
+    job_ids: list[str],
+    acked: list[tuple[str, int, float]],
 ) -> None:
     """Finish every job, replay its history from version 1: versions are contiguous and each
     acknowledged (version, progress) is there."""

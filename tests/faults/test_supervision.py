@@ -32,8 +32,18 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 WAIT = 30.0
 
 
+async def next_event(
+    call: grpc.aio.UnaryStreamCall[pb.WatchJobRequest, pb.WatchJobResponse],
+) -> pb.WatchJobResponse:
+    """The stream's next response; read() is typed to also return grpc.aio.EOF."""
+    item = await call.read()
+    assert isinstance(item, pb.WatchJobResponse), item
+    return item
+
+
 async def health_of(channel: grpc.aio.Channel) -> int:
-    reply = await health_pb2_grpc.HealthStub(channel).Check(
+    # types-grpcio-health-checking declares HealthStub without its methods.
+    reply = await health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
         health_pb2.HealthCheckRequest(), timeout=WAIT
     )
     return int(reply.status)
@@ -65,7 +75,7 @@ async def test_an_event_the_relay_cannot_read_shows_in_health_until_the_relay_re
         client = stub(channel)
         await create_job(client, "j")
         watch = client.WatchJob(pb.WatchJobRequest(job_id="j"), timeout=2 * WAIT)
-        assert (await watch.read()).job.version == 1  # subscribed: the relay reads for "j"
+        assert (await next_event(watch)).job.version == 1  # subscribed: the relay reads for "j"
 
         async with admin.transaction():
             await admin.execute(
@@ -88,11 +98,11 @@ async def test_an_event_the_relay_cannot_read_shows_in_health_until_the_relay_re
             EventType.PROGRESS.value,
         )
         await eventually(lambda: is_(SERVING), what="health to report SERVING again", within=WAIT)
-        relayed = await watch.read()
+        relayed = await next_event(watch)
         reply = await client.ReportProgress(
             pb.ReportProgressRequest(job_id="j", progress=20), timeout=WAIT
         )
-        live = await watch.read()
+        live = await next_event(watch)
         watch.cancel()
 
     assert (relayed.type, relayed.job.version) == (pb.EVENT_TYPE_PROGRESS, 2)

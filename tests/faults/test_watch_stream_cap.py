@@ -15,6 +15,15 @@ from jobstate.v1 import jobstate_pb2 as pb
 CAP = 3
 
 
+async def next_event(
+    call: grpc.aio.UnaryStreamCall[pb.WatchJobRequest, pb.WatchJobResponse],
+) -> pb.WatchJobResponse:
+    """The stream's next response; read() is typed to also return grpc.aio.EOF."""
+    item = await call.read()
+    assert isinstance(item, pb.WatchJobResponse), item
+    return item
+
+
 async def test_watch_streams_beyond_the_cap_are_refused(tmp_path: Path) -> None:
     async with (
         service(tmp_path, max_watch_streams=CAP) as server,
@@ -25,7 +34,7 @@ async def test_watch_streams_beyond_the_cap_are_refused(tmp_path: Path) -> None:
         request = pb.WatchJobRequest(job_id="watched")
         streams = [client.WatchJob(request) for _ in range(CAP)]
         for stream in streams:  # each is being served: its SNAPSHOT arrived
-            assert (await stream.read()).type == pb.EVENT_TYPE_SNAPSHOT
+            assert (await next_event(stream)).type == pb.EVENT_TYPE_SNAPSHOT
 
         extra = client.WatchJob(request, timeout=10)
         with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -41,7 +50,7 @@ async def test_watch_streams_beyond_the_cap_are_refused(tmp_path: Path) -> None:
             while True:  # the cancelled stream's slot is released as its handler unwinds
                 again = client.WatchJob(request, timeout=10)
                 try:
-                    first = await again.read()
+                    first = await next_event(again)
                 except grpc.aio.AioRpcError as exc:
                     assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                     await asyncio.sleep(0.05)
@@ -53,5 +62,5 @@ async def test_watch_streams_beyond_the_cap_are_refused(tmp_path: Path) -> None:
         # Every stream being served still works: they get the next event.
         await client.ReportProgress(pb.ReportProgressRequest(job_id="watched", progress=5))
         for stream in streams:
-            assert (await stream.read()).job.version == 2
+            assert (await next_event(stream)).job.version == 2
             stream.cancel()

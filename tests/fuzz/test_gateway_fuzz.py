@@ -109,11 +109,11 @@ class Stack:
         job_id = f"gz-{next(_ids)}"
         job = (await self.stub.CreateJob(pb.CreateJobRequest(job_id=job_id, user_id=user))).job
         if status != "pending":
-            request = pb.MarkSubmittedRequest(job_id=job_id, external_id="rp-x")
-            job = (await self.stub.MarkSubmitted(request)).job
+            submitted = pb.MarkSubmittedRequest(job_id=job_id, external_id="rp-x")
+            job = (await self.stub.MarkSubmitted(submitted)).job
         if status == "complete":
-            request = pb.CompleteJobRequest(job_id=job_id, output_key="exports/done.mp4")
-            job = (await self.stub.CompleteJob(request)).job
+            completed = pb.CompleteJobRequest(job_id=job_id, output_key="exports/done.mp4")
+            job = (await self.stub.CompleteJob(completed)).job
         return job
 
     async def version(self, job_id: str) -> int:

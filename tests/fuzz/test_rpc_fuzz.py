@@ -87,7 +87,8 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.JobStat
     try:
         yield client
         health = health_pb2_grpc.HealthStub(channel)
-        reply = health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+        # types-grpcio-health-checking declares HealthStub without its methods.
+        reply = health.Check(health_pb2.HealthCheckRequest(), timeout=10)  # type: ignore[attr-defined]
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         job = client.CreateJob(pb.CreateJobRequest(user_id="after-fuzz"), timeout=10).job
         assert job.version == 1
@@ -234,11 +235,11 @@ def _call(client: pb_grpc.JobStateServiceStub, rpc: str, request: Any) -> grpc.S
             stream.cancel()
             assert first.type == pb.EVENT_TYPE_SNAPSHOT or first.job.version > request.after_version
         elif rpc == "WatchJobs":
-            stream = client.WatchJobs(request, timeout=10)
+            feed = client.WatchJobs(request, timeout=10)
             # The initial state always ends, with the marker; then the stream stays open.
-            while not next(stream).HasField("initial_state_complete"):
+            while not next(feed).HasField("initial_state_complete"):
                 pass
-            stream.cancel()
+            feed.cancel()
         else:
             getattr(client, rpc)(request, timeout=10)
     except grpc.RpcError as exc:

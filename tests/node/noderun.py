@@ -43,6 +43,7 @@ class NodeRun:
         if not line:
             raise AssertionError(f"node ended early: {self}")
         event = json.loads(line)
+        assert isinstance(event, list), event
         self.log.append(event)
         return event
 

@@ -6,12 +6,13 @@ one, and by polling alone when there is no WebSocket at all."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 from browser.system import System
 from support.fakerunpod import FakeRunPod
 
-from node.noderun import NODE, has_global_websocket_flag
+from node.noderun import NODE, NodeRun, has_global_websocket_flag
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -20,7 +21,9 @@ def new_user() -> str:
     return "node-" + uuid.uuid4().hex[:8]
 
 
-async def test_rest_client_works_when_required(system: System, runpod: FakeRunPod, run_node):
+async def test_rest_client_works_when_required(
+    system: System, runpod: FakeRunPod, run_node: Callable[..., Awaitable[NodeRun]]
+) -> None:
     node = await run_node({"scenario": "rest", "baseUrl": system.url, "user": new_user()})
     code = await node.exited()
     job_id = next((event[1] for event in node.log if event[0] == "started"), "?")
@@ -64,12 +67,12 @@ async def test_rest_client_works_when_required(system: System, runpod: FakeRunPo
 async def test_watch_job_follows_a_job_to_the_end(
     system: System,
     runpod: FakeRunPod,
-    run_node,
+    run_node: Callable[..., Awaitable[NodeRun]],
     websocket: str,
     flags: tuple[str, ...],
     modes: list[str],
     own_socket: bool,
-):
+) -> None:
     if websocket == "global" and not has_global_websocket_flag():
         pytest.skip(f"{NODE} has no global WebSocket even with --experimental-websocket")
     user = new_user()
@@ -114,8 +117,12 @@ async def test_watch_job_follows_a_job_to_the_end(
     ids=["socket", "polling"],
 )
 async def test_one_connection_carries_a_job_and_the_users_feed(
-    system: System, runpod: FakeRunPod, run_node, websocket: str, mode: str
-):
+    system: System,
+    runpod: FakeRunPod,
+    run_node: Callable[..., Awaitable[NodeRun]],
+    websocket: str,
+    mode: str,
+) -> None:
     user = new_user()
     job_id = await system.start_export(user)
     run = await runpod.next_submission()

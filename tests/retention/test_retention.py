@@ -10,8 +10,9 @@ Rounds are observed through the store's history (polling with a deadline), never
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TypeAlias
 
 import grpc
 import pytest
@@ -27,12 +28,15 @@ from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
 TICK = 0.05
 WEEK = 7 * 86400.0
 
+# A string: the async stub class exists only in the generated .pyi.
+OpenClient: TypeAlias = "Callable[[RunningServer], pb_grpc.JobStateServiceAsyncStub]"
+
 
 @pytest.fixture
-async def channel_for() -> AsyncIterator[object]:
+async def channel_for() -> AsyncIterator[OpenClient]:
     channels: list[grpc.aio.Channel] = []
 
-    def open_(server: RunningServer) -> pb_grpc.JobStateServiceStub:
+    def open_(server: RunningServer) -> pb_grpc.JobStateServiceAsyncStub:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         channels.append(channel)
         return stub(channel)
@@ -51,7 +55,7 @@ async def progress_count(server: RunningServer, job_id: str) -> int:
     return sum(t == EventType.PROGRESS.value for _, t in await event_types(server, job_id))
 
 
-async def run_job(client: pb_grpc.JobStateServiceStub, job_id: str, steps: int) -> pb.Job:
+async def run_job(client: pb_grpc.JobStateServiceAsyncStub, job_id: str, steps: int) -> pb.Job:
     await create_job(client, job_id)
     await client.MarkSubmitted(pb.MarkSubmittedRequest(job_id=job_id, external_id="rp"), timeout=10)
     for step in range(1, steps + 1):
@@ -63,7 +67,7 @@ async def run_job(client: pb_grpc.JobStateServiceStub, job_id: str, steps: int) 
 
 
 async def first_messages(
-    client: pb_grpc.JobStateServiceStub, job_id: str, after: int, count: int
+    client: pb_grpc.JobStateServiceAsyncStub, job_id: str, after: int, count: int
 ) -> list[tuple[int, int]]:
     """(type, version) of the first `count` messages of a WatchJob from `after`."""
     stream = client.WatchJob(pb.WatchJobRequest(job_id=job_id, after_version=after), timeout=10)
@@ -78,13 +82,13 @@ async def first_messages(
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_finished_jobs_lose_progress_events_and_keep_the_rest(
-    tmp_path: Path, channel_for: object, backend: str
+    tmp_path: Path, channel_for: OpenClient, backend: str
 ) -> None:
     async with (
         database_url(backend, tmp_path, "jobstate_retention") as url,
         service(tmp_path, database_url=url, history_retention=0, retention_interval=TICK) as server,
     ):
-        client = channel_for(server)  # type: ignore[operator]
+        client = channel_for(server)
         await run_job(client, "still-running", 3)  # versions 1..5
         await run_job(client, "done", 4)  # versions 1..6
         done = (
@@ -133,12 +137,12 @@ async def test_finished_jobs_lose_progress_events_and_keep_the_rest(
 
 
 async def test_job_retention_removes_finished_jobs_only(
-    tmp_path: Path, channel_for: object
+    tmp_path: Path, channel_for: OpenClient
 ) -> None:
     async with service(
         tmp_path, history_retention=WEEK, job_retention=0.001, retention_interval=TICK
     ) as server:
-        client = channel_for(server)  # type: ignore[operator]
+        client = channel_for(server)
         await run_job(client, "running", 2)
         await run_job(client, "failed", 1)
         await client.FailJob(pb.FailJobRequest(job_id="failed", error="boom"), timeout=10)
@@ -156,12 +160,12 @@ async def test_job_retention_removes_finished_jobs_only(
 
 
 async def test_a_chatty_job_keeps_only_its_latest_progress_events(
-    tmp_path: Path, channel_for: object
+    tmp_path: Path, channel_for: OpenClient
 ) -> None:
     async with service(
         tmp_path, history_retention=WEEK, max_progress_events=10, retention_interval=TICK
     ) as server:
-        client = channel_for(server)  # type: ignore[operator]
+        client = channel_for(server)
         # Finished recently, few events: a week of retention keeps all of them.
         await run_job(client, "short", 3)
         await client.CompleteJob(

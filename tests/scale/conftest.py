@@ -50,7 +50,7 @@ class Replica:
         return self.process.target
 
     @property
-    def stub(self) -> pb_grpc.JobStateServiceStub:
+    def stub(self) -> pb_grpc.JobStateServiceAsyncStub:
         assert self.channel is not None
         return pb_grpc.JobStateServiceStub(self.channel)
 
@@ -159,7 +159,7 @@ async def admin(database: URL) -> AsyncIterator[asyncpg.Connection]:
 class Stream:
     """A WatchJob call whose responses are pumped into a list; `ended` holds the final code."""
 
-    def __init__(self, stub: pb_grpc.JobStateServiceStub, job_id: str, after: int = 0) -> None:
+    def __init__(self, stub: pb_grpc.JobStateServiceAsyncStub, job_id: str, after: int = 0) -> None:
         self.call = stub.WatchJob(pb.WatchJobRequest(job_id=job_id, after_version=after))
         self.items: list[pb.WatchJobResponse] = []
         self._changed = asyncio.Event()
@@ -210,7 +210,10 @@ async def watch() -> AsyncIterator[Callable[..., Awaitable[Stream]]]:
     streams: list[Stream] = []
 
     async def open_stream(
-        stub: pb_grpc.JobStateServiceStub, job_id: str, after: int = 0, first: int | None = None
+        stub: pb_grpc.JobStateServiceAsyncStub,
+        job_id: str,
+        after: int = 0,
+        first: int | None = None,
     ) -> Stream:
         """Open a stream; with `first`, wait until that version arrived (the stream is live)."""
         stream = Stream(stub, job_id, after)

@@ -13,11 +13,12 @@ from typing import Any
 import aiohttp
 import pytest
 from support.poll import eventually
+from support.processes import GatewayProcess
 
 from gateway.auth import UserAuth
 
 from .conftest import Cluster
-from .gateways import JWT_SECRET, Browser, GatewayProcess, Socket, callback, gateway_env
+from .gateways import JWT_SECRET, Browser, Socket, callback, gateway_env
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -128,16 +128,20 @@ async def test_the_right_token_is_let_through(
 
 
 async def test_health_needs_no_token(channel: grpc.aio.Channel) -> None:
-    reply = await health_pb2_grpc.HealthStub(channel).Check(
+    # types-grpcio-health-checking declares HealthStub without its methods.
+    reply = await health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
         health_pb2.HealthCheckRequest(), timeout=10
     )
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 async def _list_services(channel: grpc.aio.Channel, metadata: Any) -> list[str]:
-    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    # types-grpcio-reflection declares the stub for grpc.Channel only and its method as
+    # binascii.Incomplete (not callable); grpc.aio.Channel works the same at run time.
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)  # type: ignore[arg-type]
     request = reflection_pb2.ServerReflectionRequest(list_services="")
-    async for reply in stub.ServerReflectionInfo(iter([request]), metadata=metadata, timeout=10):
+    calls = stub.ServerReflectionInfo(iter([request]), metadata=metadata, timeout=10)  # type: ignore[operator]
+    async for reply in calls:
         return sorted(s.name for s in reply.list_services_response.service)
     return []
 
