@@ -16,8 +16,8 @@ from collections.abc import (
     AsyncIterator,
     Collection,
     Coroutine,
+    Generator,
     Iterable,
-    Iterator,
     Mapping,
 )
 from datetime import datetime
@@ -60,7 +60,7 @@ class JobStateClient:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def _iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
+    def _iterate(self, iterator: AsyncIterator[T]) -> Generator[T, None, None]:
         try:
             while True:
                 try:
@@ -140,7 +140,7 @@ class JobStateClient:
         output_key: str = "",
         idempotency_key: str = "",
         page_size: int = 100,
-    ) -> Iterator[Job]:
+    ) -> Generator[Job, None, None]:
         return self._iterate(
             self._client.list_jobs(
                 user_id,
@@ -169,7 +169,8 @@ class JobStateClient:
 
     def watch(
         self, job_id: str, after_version: int = 0, *, max_backoff: float = 2.0
-    ) -> Iterator[JobEvent]:
+    ) -> Generator[JobEvent, None, None]:
+        """`close()` it to stop watching early (the stream is cancelled)."""
         return self._iterate(self._client.watch(job_id, after_version, max_backoff=max_backoff))
 
     def watch_jobs(
@@ -180,7 +181,7 @@ class JobStateClient:
         after_versions: Mapping[str, int] | None = None,
         read_mask: Collection[str] | None = None,
         max_backoff: float = 2.0,
-    ) -> Iterator[UserFeedItem]:
+    ) -> Generator[UserFeedItem, None, None]:
         return self._iterate(
             self._client.watch_jobs(
                 user_id,

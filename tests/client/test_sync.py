@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,6 @@ def test_leaving_a_watch_early_closes_it(target: str) -> None:
     with JobStateClient(target, timeout=10) as client:
         client.create_job("u1", job_id="w")
         watch = client.watch("w")
-        assert isinstance(watch, Generator)  # annotated Iterator; close() needs the generator
         first = next(watch)
         watch.close()  # the stream is cancelled; the client stays usable
         assert (first.type, client.get_job("w").status) == (EventType.SNAPSHOT, Status.PENDING)
@@ -62,7 +61,6 @@ def test_watch_jobs_is_a_plain_generator(target: str) -> None:
     with JobStateClient(target, timeout=10) as client:
         client.create_job("u1", job_id="s")
         items = client.watch_jobs("u1")
-        assert isinstance(items, Generator)  # annotated Iterator; close() needs the generator
         first = next(items)
         marker = next(items)
         items.close()
