@@ -51,6 +51,22 @@ CALLBACK_SECRET = "bench-callback-secret-0123456789abcdef01"
 USER = "bench"
 
 
+def bench_env(database_url: str) -> dict[str, str]:
+    """The environment of the bench's jobstate processes (production rules, quiet logs)."""
+    return {
+        "ENVIRONMENT": "production",
+        "JOBSTATE_LOG_LEVEL": "WARNING",
+        "JOBSTATE_JWT_SECRET": JWT_SECRET,
+        "JOBSTATE_CALLBACK_SECRET": CALLBACK_SECRET,
+        "GATEWAY_SIMULATED_WORKER": "1",
+        "JOBSTATE_DATABASE_URL": database_url,
+        # One bench user opens every socket and job: lift the per-user abuse limits.
+        "GATEWAY_MAX_SOCKETS_PER_USER": "1000000",
+        "GATEWAY_MAX_UNFINISHED_JOBS_PER_USER": "1000000",
+        "GATEWAY_MAX_STARTS_PER_MINUTE": "1000000",
+    }
+
+
 # --- the minimal relay (runs as its own process) --------------------------------------------
 
 
@@ -295,18 +311,7 @@ async def harness(args: argparse.Namespace) -> None:
         database_url = await postgres_database(admin_url, pg_name, create=True)
     targets = [f"127.0.0.1:{port}" for port in grpc_ports]
     target = targets[0] if len(targets) == 1 else "ipv4:" + ",".join(targets)
-    env = {
-        "ENVIRONMENT": "production",
-        "JOBSTATE_LOG_LEVEL": "WARNING",
-        "JOBSTATE_JWT_SECRET": JWT_SECRET,
-        "JOBSTATE_CALLBACK_SECRET": CALLBACK_SECRET,
-        "GATEWAY_SIMULATED_WORKER": "1",
-        "JOBSTATE_DATABASE_URL": database_url,
-        # One bench user opens every socket and job: lift the per-user abuse limits.
-        "GATEWAY_MAX_SOCKETS_PER_USER": "1000000",
-        "GATEWAY_MAX_UNFINISHED_JOBS_PER_USER": "1000000",
-        "GATEWAY_MAX_STARTS_PER_MINUTE": "1000000",
-    }
+    env = bench_env(database_url)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         services = [spawn([JOBSTATE, "serve", "--listen", t], env) for t in targets]

@@ -29,7 +29,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import JOBSTATE, cpu_seconds, free_port, median, spawn, stop, wait_for_grpc
-from fanout import CALLBACK_SECRET, JWT_SECRET, USER, create_jobs, rss_kib, wait_http
+from fanout import JWT_SECRET, USER, bench_env, create_jobs, rss_kib, wait_http
 
 from gateway.auth import UserAuth
 from jobstate.client import JobStateClient
@@ -126,15 +126,7 @@ async def one_round(
 async def harness(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="mux-"))
     target = f"127.0.0.1:{free_port()}"
-    env = {
-        "ENVIRONMENT": "production",
-        "JOBSTATE_LOG_LEVEL": "WARNING",
-        "JOBSTATE_JWT_SECRET": JWT_SECRET,
-        "JOBSTATE_CALLBACK_SECRET": CALLBACK_SECRET,
-        "GATEWAY_SIMULATED_WORKER": "1",
-        "JOBSTATE_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/bench.db",
-        "GATEWAY_MAX_SOCKETS_PER_USER": "1000000",
-    }
+    env = bench_env(f"sqlite+aiosqlite:///{workdir}/bench.db")
     service: subprocess.Popen[bytes] = spawn([JOBSTATE, "serve", "--listen", target], env)
     try:
         await wait_for_grpc(target)

@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support.poll import eventually
 from support.postgres import scratch_database
 from support.processes import ServeProcess
-from support.servers import create_job, service, stub
+from support.servers import create_job, next_event, service, stub
 
 from jobstate import writes as writes_module
 from jobstate.domain import EventType
@@ -30,15 +30,6 @@ from jobstate.v1 import jobstate_pb2 as pb
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 WAIT = 30.0
-
-
-async def next_event(
-    call: grpc.aio.UnaryStreamCall[pb.WatchJobRequest, pb.WatchJobResponse],
-) -> pb.WatchJobResponse:
-    """The stream's next response; read() is typed to also return grpc.aio.EOF."""
-    item = await call.read()
-    assert isinstance(item, pb.WatchJobResponse), item
-    return item
 
 
 async def health_of(channel: grpc.aio.Channel) -> int:

@@ -8,20 +8,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from support.servers import create_job, service, stub
+from support.servers import create_job, next_event, service, stub
 
 from jobstate.v1 import jobstate_pb2 as pb
 
 CAP = 3
-
-
-async def next_event(
-    call: grpc.aio.UnaryStreamCall[pb.WatchJobRequest, pb.WatchJobResponse],
-) -> pb.WatchJobResponse:
-    """The stream's next response; read() is typed to also return grpc.aio.EOF."""
-    item = await call.read()
-    assert isinstance(item, pb.WatchJobResponse), item
-    return item
 
 
 async def test_watch_streams_beyond_the_cap_are_refused(tmp_path: Path) -> None:

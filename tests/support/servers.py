@@ -50,3 +50,12 @@ async def history(
     or the caller must pass a timeout)."""
     request = pb.WatchJobRequest(job_id=job_id, after_version=after)
     return [item async for item in client.WatchJob(request, **call_kw)]
+
+
+async def next_event(
+    call: grpc.aio.UnaryStreamCall[pb.WatchJobRequest, pb.WatchJobResponse],
+) -> pb.WatchJobResponse:
+    """The stream's next response; read() is typed to also return grpc.aio.EOF."""
+    item = await call.read()
+    assert isinstance(item, pb.WatchJobResponse), item
+    return item
