@@ -53,6 +53,11 @@ class NodeRun:
             pass
         return got
 
+    async def until_all(self, *events: list[Any]) -> None:
+        """Read events until each of `events` was printed, in whatever order they came."""
+        while any(event not in self.log for event in events):
+            await self.next()
+
     async def exited(self) -> int:
         """The exit code once node ends by itself (nothing of the client's left running);
         everything it printed until then is in `log`."""

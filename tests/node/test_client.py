@@ -134,8 +134,8 @@ async def test_one_connection_carries_a_job_and_the_users_feed(
         "websocket": websocket,
     }
     node = await run_node(config)
-    await node.until("status", "processing", 2)
-    await node.until("jobs", [[job_id, 2]])
+    # The job's status and the feed's list come in either order (two polls, or two streams).
+    await node.until_all(["status", "processing", 2], ["jobs", [[job_id, 2]]])
     done = {"status": "complete", "output_key": f"exports/{job_id}/{job_id}.mp4"}
     assert await system.callback(run["callback_url"], done) == 200
     code = await node.exited()
