@@ -34,7 +34,7 @@ lint: $(STAMP)
 	npx --yes @bufbuild/buf lint
 
 bench: $(STAMP)
-	$(BIN)/python bench/progress_rpc.py
+	$(BIN)/python bench/progress_rpc.py --floor
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/mux.py
 

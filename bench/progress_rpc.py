@@ -1,12 +1,15 @@
 """ReportProgress RPC/s and latency against a no-op grpc.aio server measured in the same run.
 
     python bench/progress_rpc.py [--backend sqlite|postgres|both] [--seconds 5] [--rounds 3]
+                                 [--floor]
 
 Each round runs the no-op server, then jobstate on each backend, as separate processes on
 loopback; 64 concurrent callers spread over 1,000 jobs. Prints per-round figures and the
 medians with `ratio = ours / no-op`. PostgreSQL needs JOBSTATE_TEST_POSTGRES_URL (a database
 of its own is created and dropped). `--replicas 2` runs two jobstate processes on PostgreSQL
-and spreads callers over both with round_robin.
+and spreads callers over both with round_robin. `--floor` also runs the layers between the
+no-op server and a durable write (see `noop_server.py`): where a durable ReportProgress's
+floor lies on this machine.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from common import (
 
 from jobstate.v1 import jobstate_pb2 as pb
 from jobstate.v1 import jobstate_pb2_grpc as pb_grpc
+
+# noop_server.py's layers above the no-op, in order: each adds one thing a durable write needs.
+FLOOR_LAYERS = ("await", "hop", "sqlite", "sqlite-loop")
 
 
 @dataclass
@@ -91,15 +97,16 @@ async def drive(
     )
 
 
-async def run_noop(args: argparse.Namespace) -> Result:
+async def run_noop(args: argparse.Namespace, layer: str = "noop") -> Result:
     port = free_port()
-    process = spawn([sys.executable, "bench/noop_server.py", str(port)])
-    try:
-        await wait_for_grpc(f"127.0.0.1:{port}")
-        target = f"127.0.0.1:{port}"
-        return await drive([target], args.seconds, args.callers, args.jobs, [process.pid])
-    finally:
-        stop(process)
+    with tempfile.TemporaryDirectory() as tmp:
+        process = spawn([sys.executable, "bench/noop_server.py", str(port), layer, tmp])
+        try:
+            await wait_for_grpc(f"127.0.0.1:{port}")
+            target = f"127.0.0.1:{port}"
+            return await drive([target], args.seconds, args.callers, args.jobs, [process.pid])
+        finally:
+            stop(process)
 
 
 async def run_jobstate(args: argparse.Namespace, database_url: str, replicas: int) -> Result:
@@ -146,6 +153,9 @@ async def main() -> None:
     parser.add_argument("--callers", type=int, default=64)
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--replicas", type=int, default=1, help="jobstate processes on PostgreSQL")
+    parser.add_argument(
+        "--floor", action="store_true", help="also the layers of noop_server.py, each a floor"
+    )
     args = parser.parse_args()
     pg_admin = os.environ.get("JOBSTATE_TEST_POSTGRES_URL", "")
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
@@ -155,6 +165,8 @@ async def main() -> None:
     results: dict[str, list[Result]] = {"no-op grpc.aio": []}
     for round_ in range(args.rounds):
         results["no-op grpc.aio"].append(await run_noop(args))
+        for layer in FLOOR_LAYERS if args.floor else ():
+            results.setdefault(f"floor: {layer}", []).append(await run_noop(args, layer))
         for backend in backends:
             if backend == "sqlite":
                 with tempfile.TemporaryDirectory() as tmp:
