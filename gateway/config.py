@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.outputs import root_problem
 from gateway.target import FORMS, is_target
 from jobstate.config import ConfigError, check_environment, check_secret
 
@@ -152,6 +153,8 @@ class GatewayConfig:
             raise ConfigError(f"JOBSTATE_TLS_CA {self.tls_ca!r} is not a readable file")
         if not self.output_prefix:
             raise ConfigError("R2_OUTPUT_PREFIX must not be empty")
+        if problem := root_problem(self.output_prefix):
+            raise ConfigError(f"R2_OUTPUT_PREFIX {problem}, got {self.output_prefix!r}")
         if self.public_url:
             _http_url(self.public_url, "GATEWAY_PUBLIC_URL")
         for origin in self.allowed_origins:

@@ -22,10 +22,24 @@ def key_problem(key: str, prefix: str) -> str | None:
         return f"is not inside {prefix!r}"
     if len(key) > MAX_OUTPUT_KEY:
         return f"is longer than {MAX_OUTPUT_KEY} characters"
-    if any(ch < " " or ch in "\\\x7f" for ch in key):
+    return _path_problem(key, key[len(prefix) :].split("/"))
+
+
+def root_problem(root: str) -> str | None:
+    """Why `root` (R2_OUTPUT_PREFIX) is not a plain folder every job's prefix can hang from
+    (a phrase, as `key_problem`), or None when it is one."""
+    if not root.endswith("/"):
+        return "must end with '/' (a folder, e.g. exports/)"
+    if root.startswith("/"):
+        return "must not start with '/'"
+    return _path_problem(root, root[:-1].split("/"))
+
+
+def _path_problem(path: str, segments: list[str]) -> str | None:
+    if any(ch < " " or ch in "\\\x7f" for ch in path):
         return "contains a control character or a backslash"
     # Object stores take ".." literally, but local storage, proxies and browsers resolve it:
-    # a key that only stays inside the prefix until someone normalises it is refused.
-    if any(part in ("", ".", "..") for part in key[len(prefix) :].split("/")):
+    # a path that only stays inside its folder until someone normalises it is refused.
+    if any(part in ("", ".", "..") for part in segments):
         return "has an empty, '.' or '..' path segment"
     return None

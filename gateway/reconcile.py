@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from gateway.changes import apply_change
 from gateway.config import DEFAULT_TARGET, RUNPOD_API_BASE
 from gateway.metrics import Metrics
+from gateway.outputs import root_problem
 from gateway.target import FORMS, is_target
 from gateway.upstream import connect
 from gateway.verdicts import GONE, NOT_ASKED, UNREACHABLE, Answer, Change, Rules, Verdict, judge
@@ -105,6 +106,8 @@ class ReconcileConfig:
             raise ConfigError(f"JOBSTATE_TLS_CA {self.tls_ca!r} is not a readable file")
         if not self.output_prefix:
             raise ConfigError("R2_OUTPUT_PREFIX must not be empty")
+        if problem := root_problem(self.output_prefix):
+            raise ConfigError(f"R2_OUTPUT_PREFIX {problem}, got {self.output_prefix!r}")
         if self.hard_deadline <= self.stale_after:
             raise ConfigError(
                 "JOBSTATE_HARD_DEADLINE must be longer than JOBSTATE_STALE_AFTER "

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, GatewayConfig
+from gateway.reconcile import ReconcileConfig
 
 SECRETS = {"JOBSTATE_JWT_SECRET": "j" * 40, "JOBSTATE_CALLBACK_SECRET": "c" * 40}
 # Production without RunPod: the simulated worker, said to be meant.
@@ -51,6 +52,37 @@ def test_runpod_endpoint_id_expands_and_origins_parse() -> None:
     assert config.runpod_endpoint_url == "https://api.runpod.ai/v2/abc123"
     assert config.allowed_origins == ("https://a.example", "https://b.example:8443")
     assert config.resolved_public_url(1) == "https://gw.example"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "problem"),
+    [
+        ("exports", "must end with '/' (a folder, e.g. exports/)"),
+        ("/exports/", "must not start with '/'"),
+        ("exports/../", "has an empty, '.' or '..' path segment"),
+        ("./exports/", "has an empty, '.' or '..' path segment"),
+        ("exports//x/", "has an empty, '.' or '..' path segment"),
+        ("ex\\ports/", "contains a control character or a backslash"),
+        ("ex\tports/", "contains a control character or a backslash"),
+    ],
+)
+def test_output_prefix_is_a_plain_folder_for_gateway_and_reconciler(
+    prefix: str, problem: str
+) -> None:
+    """Every job's outputs live under `{R2_OUTPUT_PREFIX}{job_id}/`: a prefix that leaves its
+    folder once normalised, or that two processes would read differently, is refused by both
+    commands that read it, with the same words."""
+    expected = f"R2_OUTPUT_PREFIX {problem}, got {prefix!r}"
+    for read in (GatewayConfig.from_env, ReconcileConfig.from_env):
+        with pytest.raises(ConfigError) as error:
+            read({**SIMULATED, "R2_OUTPUT_PREFIX": prefix})
+        assert str(error.value) == expected
+
+
+def test_output_prefix_is_read_alike_by_gateway_and_reconciler() -> None:
+    env = {**SIMULATED, "R2_OUTPUT_PREFIX": " renders/reels/ "}
+    assert GatewayConfig.from_env(env).output_prefix == "renders/reels/"
+    assert ReconcileConfig.from_env(env).output_prefix == "renders/reels/"
 
 
 def test_secrets_never_appear_in_repr() -> None:

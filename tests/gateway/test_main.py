@@ -41,6 +41,7 @@ async def test_bad_configuration_exits_2_with_one_line_naming_what_was_used() ->
         "bad target": ((), {**SIMULATED, "JOBSTATE_TARGET": "::::"}),
         "bad --jobstate-target": (("--jobstate-target", "::::"), SIMULATED),
         "bad log level": ((), {**SIMULATED, "JOBSTATE_LOG_LEVEL": "loud"}),
+        "prefix leaving the bucket's folder": ((), {**SIMULATED, "R2_OUTPUT_PREFIX": "../x/"}),
     }
     results = await asyncio.gather(*(outcome(*args, env=env) for args, env in cases.values()))
     prefix = "jobstate gateway: "
@@ -68,6 +69,10 @@ async def test_bad_configuration_exits_2_with_one_line_naming_what_was_used() ->
         "bad log level": (
             2,
             [prefix + "JOBSTATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got 'LOUD'"],
+        ),
+        "prefix leaving the bucket's folder": (
+            2,
+            [prefix + "R2_OUTPUT_PREFIX has an empty, '.' or '..' path segment, got '../x/'"],
         ),
     }
 

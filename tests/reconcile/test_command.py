@@ -94,6 +94,7 @@ async def test_bad_configuration_exits_2_with_one_clear_line() -> None:
         "environment": {"ENVIRONMENT": "staging"},
         "target": {"JOBSTATE_TARGET": "::::"},
         "log-level": {"JOBSTATE_LOG_LEVEL": "loud"},
+        "output-prefix": {"R2_OUTPUT_PREFIX": "exports"},
     }
     results = await asyncio.gather(*(reconcile_outcome(**env) for env in cases.values()))
     prefix = "jobstate reconcile: "
@@ -118,6 +119,11 @@ async def test_bad_configuration_exits_2_with_one_clear_line() -> None:
         "log-level": (
             2,
             prefix + "JOBSTATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got 'LOUD'\n",
+        ),
+        "output-prefix": (
+            2,
+            prefix + "R2_OUTPUT_PREFIX must end with '/' (a folder, e.g. exports/), "
+            "got 'exports'\n",
         ),
     }
 
