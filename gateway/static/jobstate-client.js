@@ -218,6 +218,240 @@
   }
 
   /**
+   * A WebSocket kept alive for a watch, and the polling that stands in while sockets do not
+   * work: the connect timeout, pings and their pongs, reconnects with jittered exponential
+   * back-off, polling after `fallbackAfter` sockets in a row delivered nothing. watchJob's
+   * socket and connect's multiplexed one differ only in `hooks`:
+   * - url(token): the socket's URL; onOpen(): after the link's own ping on open;
+   * - onMessage(msg): every parsed message (pongs included); refused(code): a close code
+   *   that ends the watch (the hook reports it and closes the link) → true;
+   * - poll(token, current): one round of polling, a Promise; `current()` turns false once
+   *   the round is stale (sockets work again, or the link closed);
+   * - tokenFailed(message): the token could not be had (the hook ends the watch, closing the
+   *   link); onMode(mode): the mode changed.
+   * Returns `{start(), send(message), close(), closed, mode}`.
+   */
+  function makeLink(opts, WS, hooks) {
+    var link = { closed: false, mode: null };
+    var ws = null;
+    var attempt = 0; // reconnect attempts since the last socket that worked for stableAfter
+    var failures = 0; // consecutive socket attempts that delivered nothing
+    var polling = false;
+    var pollGeneration = 0;
+    var timers = { reconnect: null, poll: null, ping: null, pong: null, connect: null };
+
+    function clearTimer(name) {
+      if (timers[name] !== null) {
+        clearTimeout(timers[name]);
+        clearInterval(timers[name]);
+        timers[name] = null;
+      }
+    }
+
+    function setMode(next) {
+      if (link.mode === next) return;
+      link.mode = next;
+      hooks.onMode(next);
+    }
+
+    function detach(sock) {
+      sock.onopen = sock.onmessage = sock.onerror = sock.onclose = null;
+    }
+
+    function withToken(use) {
+      resolveToken(opts.token).then(
+        function (token) {
+          if (!link.closed) use(token);
+        },
+        function (e) {
+          if (!link.closed) hooks.tokenFailed("could not get a token: " + ((e && e.message) || e));
+        }
+      );
+    }
+
+    function connect() {
+      timers.reconnect = null;
+      if (link.closed) return;
+      if (WS === null) {
+        startPolling(); // no WebSocket support at all: poll for good
+        return;
+      }
+      if (!polling) setMode("connecting");
+      withToken(open);
+    }
+
+    function open(token) {
+      var sock;
+      try {
+        sock = new WS(hooks.url(token));
+      } catch (e) {
+        disconnected(false, 0);
+        return;
+      }
+      ws = sock;
+      var delivered = false;
+      var workingSince = 0;
+      // A socket counts as working once anything arrives: a job's status, or the pong to the
+      // ping sent on open (a resume with `after` may have nothing new to replay).
+      timers.connect = setTimeout(function () {
+        timers.connect = null;
+        if (ws !== sock || delivered) return;
+        // A socket that hangs without an answer is what a blocking proxy looks like: poll
+        // now rather than after several more timeouts, and keep trying sockets meanwhile.
+        failures = Math.max(failures, opts.fallbackAfter - 1);
+        drop(sock, false, 0);
+      }, opts.connectTimeout);
+      sock.onopen = function () {
+        if (ws !== sock) return;
+        link.send({ type: "ping" });
+        hooks.onOpen();
+      };
+      sock.onmessage = function (event) {
+        if (ws !== sock) return;
+        if (!delivered) {
+          delivered = true;
+          workingSince = Date.now();
+          clearTimer("connect");
+          failures = 0;
+          stopPolling();
+          setMode("websocket");
+          startPing(sock, workingSince);
+        }
+        clearTimer("pong"); // any message proves the socket is alive
+        var msg;
+        try {
+          msg = JSON.parse(event.data);
+        } catch (e) {
+          return; // not ours to understand
+        }
+        if (msg && typeof msg === "object") hooks.onMessage(msg);
+      };
+      sock.onclose = function (event) {
+        if (ws !== sock) return;
+        ws = null;
+        detach(sock);
+        if (!hooks.refused(event.code)) disconnected(delivered, workingSince);
+      };
+      sock.onerror = function () {
+        /* onclose follows and decides */
+      };
+    }
+
+    // Forget a socket that stopped answering and carry on as if it had closed.
+    function drop(sock, delivered, workingSince) {
+      ws = null;
+      detach(sock);
+      try {
+        sock.close(4000, "unresponsive");
+      } catch (e) {
+        /* ignore */
+      }
+      disconnected(delivered, workingSince);
+    }
+
+    function startPing(sock, since) {
+      clearTimer("ping");
+      timers.ping = setInterval(function () {
+        if (ws !== sock || sock.readyState !== 1) return;
+        link.send({ type: "ping" });
+        if (timers.pong === null) {
+          timers.pong = setTimeout(function () {
+            timers.pong = null;
+            if (ws === sock) drop(sock, true, since);
+          }, opts.pongTimeout);
+        }
+      }, opts.pingInterval);
+    }
+
+    function disconnected(hadDelivered, workingSince) {
+      clearTimer("ping");
+      clearTimer("pong");
+      clearTimer("connect");
+      if (link.closed) return;
+      if (!hadDelivered) failures += 1;
+      // A socket that worked for a while (e.g. until a gateway restart) starts the back-off
+      // over; one that keeps dying right after connecting does not, so retries slow down.
+      if (hadDelivered && Date.now() - workingSince >= opts.stableAfter) attempt = 0;
+      if (failures >= opts.fallbackAfter) startPolling();
+      else if (!polling) setMode("connecting");
+      var delay = Math.min(
+        opts.backoffMax,
+        opts.backoffInitial * Math.pow(opts.backoffFactor, attempt)
+      );
+      attempt += 1;
+      delay *= 1 - opts.jitter * Math.random();
+      clearTimer("reconnect");
+      timers.reconnect = setTimeout(connect, delay);
+    }
+
+    function startPolling() {
+      if (polling || link.closed) return;
+      polling = true;
+      setMode("polling");
+      poll(++pollGeneration);
+    }
+
+    function stopPolling() {
+      polling = false;
+      pollGeneration += 1;
+      clearTimer("poll");
+    }
+
+    function poll(generation) {
+      timers.poll = null;
+      function current() {
+        return generation === pollGeneration && !link.closed;
+      }
+      withToken(function (token) {
+        hooks
+          .poll(token, current)
+          .then(null, function () {
+            /* network trouble: try again later */
+          })
+          .then(function () {
+            if (current() && polling) {
+              timers.poll = setTimeout(function () {
+                poll(generation);
+              }, opts.pollInterval);
+            }
+          });
+      });
+    }
+
+    link.start = connect;
+
+    link.send = function (message) {
+      if (ws && ws.readyState === 1) {
+        try {
+          ws.send(JSON.stringify(message));
+        } catch (e) {
+          /* onclose follows */
+        }
+      }
+    };
+
+    link.close = function () {
+      if (link.closed) return;
+      link.closed = true;
+      stopPolling();
+      for (var name in timers) clearTimer(name);
+      if (ws) {
+        var sock = ws;
+        ws = null;
+        detach(sock);
+        try {
+          sock.close(1000, "done");
+        } catch (e) {
+          /* already closing */
+        }
+      }
+      setMode("closed");
+    };
+
+    return link;
+  }
+
+  /**
    * Watch one job. Returns a handle: `close()`, and read-only `state`, `lastVersion`, `mode`.
    *
    * Callbacks (all optional) receive a fresh copy of the job's state:
@@ -251,136 +485,18 @@
     var WS = resolveWebSocket("watchJob", opts.WebSocket);
     var jobPath = "/api/jobs/" + encodeURIComponent(jobId);
 
-    var tracker = makeTracker(jobId, opts, shutdown);
-    var closed = false; // close() was called or the job finished
-    var mode = null;
-    var ws = null;
-    var attempt = 0; // reconnect attempts since the last socket that worked for stableAfter
-    var failures = 0; // consecutive socket attempts that delivered nothing
-    var polling = false;
-    var pollGeneration = 0;
-    var timers = { reconnect: null, poll: null, ping: null, pong: null, connect: null };
-
-    function clearTimer(name) {
-      if (timers[name] !== null) {
-        clearTimeout(timers[name]);
-        clearInterval(timers[name]);
-        timers[name] = null;
-      }
-    }
-
-    function setMode(next) {
-      if (mode === next) return;
-      mode = next;
-      tracker.call("onConnection", next);
-    }
-
-    function shutdown() {
-      closed = true;
-      stopPolling();
-      for (var name in timers) clearTimer(name);
-      if (ws) {
-        var sock = ws;
-        ws = null;
-        detach(sock);
-        try {
-          sock.close(1000, "done");
-        } catch (e) {
-          /* already closing */
-        }
-      }
-      setMode("closed");
-    }
-
-    function fail(kind, message, extra) {
-      if (!closed) tracker.fail(kind, message, extra);
-    }
-
-    function apply(update, type) {
-      if (!closed) tracker.apply(update, type);
-    }
-
-    // ---- WebSocket -------------------------------------------------------------------------
-
-    function detach(sock) {
-      sock.onopen = sock.onmessage = sock.onerror = sock.onclose = null;
-    }
-
-    function socketUrl(token) {
-      var url =
-        base.replace(/^http/i, "ws") + jobPath + "/ws?token=" + encodeURIComponent(token);
-      if (tracker.lastVersion > 0) url += "&after=" + tracker.lastVersion;
-      return url;
-    }
-
-    function connect() {
-      timers.reconnect = null;
-      if (closed) return;
-      if (WS === null) {
-        startPolling(); // no WebSocket support at all: poll for good
-        return;
-      }
-      if (!polling) setMode("connecting");
-      resolveToken(opts.token).then(
-        function (token) {
-          if (!closed) open(token);
-        },
-        function (e) {
-          fail("unauthorized", "could not get a token: " + ((e && e.message) || e));
-        }
-      );
-    }
-
-    function open(token) {
-      var sock;
-      try {
-        sock = new WS(socketUrl(token));
-      } catch (e) {
-        disconnected(false, 0);
-        return;
-      }
-      ws = sock;
-      var delivered = false;
-      var workingSince = 0;
-      // A socket counts as working once anything arrives: the status message, or the pong to
-      // the ping sent on open (a resume with `after` may have nothing new to replay).
-      timers.connect = setTimeout(function () {
-        timers.connect = null;
-        if (ws !== sock || delivered) return;
-        // A socket that hangs without an answer is what a blocking proxy looks like: poll
-        // now rather than after several more timeouts, and keep trying sockets meanwhile.
-        failures = Math.max(failures, opts.fallbackAfter - 1);
-        drop(sock, false, 0);
-      }, opts.connectTimeout);
-
-      sock.onopen = function () {
-        if (ws !== sock) return;
-        try {
-          sock.send('{"type":"ping"}');
-        } catch (e) {
-          /* onclose follows */
-        }
-      };
-
-      sock.onmessage = function (event) {
-        if (ws !== sock) return;
-        if (!delivered) {
-          delivered = true;
-          workingSince = Date.now();
-          clearTimer("connect");
-          failures = 0;
-          stopPolling();
-          setMode("websocket");
-          startPing(sock, workingSince);
-        }
-        clearTimer("pong"); // any message proves the socket is alive
-        var msg;
-        try {
-          msg = JSON.parse(event.data);
-        } catch (e) {
-          return; // not ours to understand
-        }
-        if (!msg || typeof msg !== "object" || msg.type === "pong") return;
+    var tracker = makeTracker(jobId, opts, function () {
+      link.close(); // the job finished, or the watch failed: close() or not
+    });
+    var link = makeLink(opts, WS, {
+      url: function (token) {
+        var url =
+          base.replace(/^http/i, "ws") + jobPath + "/ws?token=" + encodeURIComponent(token);
+        if (tracker.lastVersion > 0) url += "&after=" + tracker.lastVersion;
+        return url;
+      },
+      onOpen: function () {},
+      onMessage: function (msg) {
         if (
           msg.type === "status" ||
           msg.type === "progress" ||
@@ -390,141 +506,58 @@
         ) {
           apply(msg, msg.type);
         }
-      };
-      sock.onclose = function (event) {
-        if (ws !== sock) return;
-        ws = null;
-        detach(sock);
-        if (event.code === 4401) {
+      },
+      refused: function (code) {
+        if (code === 4401) {
           fail("unauthorized", "the gateway refused the token (close code 4401)", { code: 4401 });
-        } else if (event.code === 4404) {
+        } else if (code === 4404) {
           fail("not_found", "no such job, or not yours (close code 4404)", { code: 4404 });
         } else {
-          disconnected(delivered, workingSince);
+          return false;
         }
-      };
-      sock.onerror = function () {
-        /* onclose follows and decides */
-      };
-    }
-
-    // Forget a socket that stopped answering and carry on as if it had closed.
-    function drop(sock, delivered, workingSince) {
-      ws = null;
-      detach(sock);
-      try {
-        sock.close(4000, "unresponsive");
-      } catch (e) {
-        /* ignore */
-      }
-      disconnected(delivered, workingSince);
-    }
-
-    function startPing(sock, since) {
-      clearTimer("ping");
-      timers.ping = setInterval(function () {
-        if (ws !== sock || sock.readyState !== 1) return;
-        try {
-          sock.send('{"type":"ping"}');
-        } catch (e) {
-          return;
-        }
-        if (timers.pong === null) {
-          timers.pong = setTimeout(function () {
-            timers.pong = null;
-            if (ws === sock) drop(sock, true, since);
-          }, opts.pongTimeout);
-        }
-      }, opts.pingInterval);
-    }
-
-    function disconnected(hadDelivered, workingSince) {
-      clearTimer("ping");
-      clearTimer("pong");
-      clearTimer("connect");
-      if (closed) return;
-      if (!hadDelivered) failures += 1;
-      // A socket that worked for a while (e.g. until a gateway restart) starts the back-off
-      // over; one that keeps dying right after connecting does not, so retries slow down.
-      if (hadDelivered && Date.now() - workingSince >= opts.stableAfter) attempt = 0;
-      if (failures >= opts.fallbackAfter) startPolling();
-      else if (!polling) setMode("connecting");
-      var delay = Math.min(
-        opts.backoffMax,
-        opts.backoffInitial * Math.pow(opts.backoffFactor, attempt)
-      );
-      attempt += 1;
-      delay *= 1 - opts.jitter * Math.random();
-      clearTimer("reconnect");
-      timers.reconnect = setTimeout(connect, delay);
-    }
-
-    // ---- Polling fallback ------------------------------------------------------------------
-
-    function startPolling() {
-      if (polling || closed) return;
-      polling = true;
-      setMode("polling");
-      var generation = ++pollGeneration;
-      poll(generation);
-    }
-
-    function stopPolling() {
-      polling = false;
-      pollGeneration += 1;
-      clearTimer("poll");
-    }
-
-    function poll(generation) {
-      timers.poll = null;
-      resolveToken(opts.token)
-        .then(
-          function (token) {
-            return fetchFn(base + jobPath, {
-              headers: { Authorization: "Bearer " + token, Accept: "application/json" },
-              cache: "no-store",
-            });
-          },
-          function (e) {
-            fail("unauthorized", "could not get a token: " + ((e && e.message) || e));
-            return null;
-          }
-        )
-        .then(function (response) {
-          if (!response || generation !== pollGeneration || closed) return null;
-          if (response.status === 401) {
-            fail("unauthorized", "the gateway refused the token (HTTP 401)", { code: 401 });
-            return null;
-          }
-          if (response.status === 404) {
-            fail("not_found", "no such job, or not yours (HTTP 404)", { code: 404 });
-            return null;
-          }
-          return response.ok ? response.json() : null; // 5xx: try again later
+        return true;
+      },
+      poll: function (token, current) {
+        return fetchFn(base + jobPath, {
+          headers: { Authorization: "Bearer " + token, Accept: "application/json" },
+          cache: "no-store",
         })
-        .then(
-          function (job) {
-            if (job && generation === pollGeneration) apply(job, "snapshot");
-          },
-          function () {
-            /* network trouble: try again later */
-          }
-        )
-        .then(function () {
-          if (generation === pollGeneration && polling && !closed) {
-            timers.poll = setTimeout(function () {
-              poll(generation);
-            }, opts.pollInterval);
-          }
-        });
+          .then(function (response) {
+            if (!current()) return null;
+            if (response.status === 401) {
+              fail("unauthorized", "the gateway refused the token (HTTP 401)", { code: 401 });
+              return null;
+            }
+            if (response.status === 404) {
+              fail("not_found", "no such job, or not yours (HTTP 404)", { code: 404 });
+              return null;
+            }
+            return response.ok ? response.json() : null; // 5xx: try again later
+          })
+          .then(function (job) {
+            if (job && current()) apply(job, "snapshot");
+          });
+      },
+      tokenFailed: function (message) {
+        fail("unauthorized", message);
+      },
+      onMode: function (mode) {
+        tracker.call("onConnection", mode);
+      },
+    });
+
+    function fail(kind, message, extra) {
+      if (!link.closed) tracker.fail(kind, message, extra);
     }
 
-    connect();
+    function apply(update, type) {
+      if (!link.closed) tracker.apply(update, type);
+    }
+
+    link.start();
 
     return {
-      close: function () {
-        if (!closed) shutdown();
-      },
+      close: link.close,
       get state() {
         return tracker.copyState();
       },
@@ -532,7 +565,7 @@
         return tracker.lastVersion;
       },
       get mode() {
-        return mode;
+        return link.mode;
       },
     };
   }
@@ -566,45 +599,31 @@
 
     var jobs = {}; // job id -> tracker
     var feeds = []; // watchMyJobs watches
-    var closed = false;
-    var mode = null;
-    var ws = null;
-    var attempt = 0;
-    var failures = 0;
-    var polling = false;
-    var pollGeneration = 0;
-    var timers = { reconnect: null, poll: null, ping: null, pong: null, connect: null };
-
-    function clearTimer(name) {
-      if (timers[name] !== null) {
-        clearTimeout(timers[name]);
-        clearInterval(timers[name]);
-        timers[name] = null;
-      }
-    }
+    var link = makeLink(opts, WS, {
+      url: function (token) {
+        return base.replace(/^http/i, "ws") + "/api/ws?token=" + encodeURIComponent(token);
+      },
+      onOpen: subscribeAll,
+      onMessage: onMessage,
+      refused: function (code) {
+        if (code !== 4401) return false;
+        unauthorized("the gateway refused the token (close code 4401)", 4401);
+        return true;
+      },
+      poll: poll,
+      tokenFailed: unauthorized,
+      onMode: function (mode) {
+        eachWatch(function (w) {
+          w.call("onConnection", mode);
+        });
+      },
+    });
+    var send = link.send;
 
     function eachWatch(fn) {
       var id;
       for (id in jobs) fn(jobs[id]);
       feeds.slice().forEach(fn);
-    }
-
-    function setMode(next) {
-      if (mode === next) return;
-      mode = next;
-      eachWatch(function (w) {
-        w.call("onConnection", next);
-      });
-    }
-
-    function send(message) {
-      if (ws && ws.readyState === 1) {
-        try {
-          ws.send(JSON.stringify(message));
-        } catch (e) {
-          /* onclose follows */
-        }
-      }
     }
 
     function subscribeJob(tracker) {
@@ -745,90 +764,11 @@
     function retryLater(fn) {
       var delay = opts.backoffMax * (1 - opts.jitter * Math.random());
       setTimeout(function () {
-        if (!closed) fn();
+        if (!link.closed) fn();
       }, delay);
     }
 
-    // ---- the socket ----
-
-    function detach(sock) {
-      sock.onopen = sock.onmessage = sock.onerror = sock.onclose = null;
-    }
-
-    function connectSocket() {
-      timers.reconnect = null;
-      if (closed) return;
-      if (WS === null) {
-        startPolling();
-        return;
-      }
-      if (!polling) setMode("connecting");
-      resolveToken(opts.token).then(
-        function (token) {
-          if (!closed) open(token);
-        },
-        function (e) {
-          unauthorized("could not get a token: " + ((e && e.message) || e));
-        }
-      );
-    }
-
-    function open(token) {
-      var sock;
-      try {
-        sock = new WS(base.replace(/^http/i, "ws") + "/api/ws?token=" + encodeURIComponent(token));
-      } catch (e) {
-        disconnected(false, 0);
-        return;
-      }
-      ws = sock;
-      var delivered = false;
-      var workingSince = 0;
-      timers.connect = setTimeout(function () {
-        timers.connect = null;
-        if (ws !== sock || delivered) return;
-        failures = Math.max(failures, opts.fallbackAfter - 1);
-        drop(sock, false, 0);
-      }, opts.connectTimeout);
-      sock.onopen = function () {
-        if (ws !== sock) return;
-        send({ type: "ping" });
-        subscribeAll();
-      };
-      sock.onmessage = function (event) {
-        if (ws !== sock) return;
-        if (!delivered) {
-          delivered = true;
-          workingSince = Date.now();
-          clearTimer("connect");
-          failures = 0;
-          stopPolling();
-          setMode("websocket");
-          startPing(sock, workingSince);
-        }
-        clearTimer("pong");
-        var msg;
-        try {
-          msg = JSON.parse(event.data);
-        } catch (e) {
-          return;
-        }
-        onMessage(msg);
-      };
-      sock.onclose = function (event) {
-        if (ws !== sock) return;
-        ws = null;
-        detach(sock);
-        if (event.code === 4401) {
-          unauthorized("the gateway refused the token (close code 4401)", 4401);
-        } else {
-          disconnected(delivered, workingSince);
-        }
-      };
-      sock.onerror = function () {
-        /* onclose follows and decides */
-      };
-    }
+    // ---- the socket: see makeLink; polling while it does not work ----
 
     function unauthorized(message, code) {
       var extra = code ? { code: code } : undefined;
@@ -841,62 +781,6 @@
         else if (!w.done) w.call("onError", makeError("unauthorized", message, extra));
       });
       shutdown();
-    }
-
-    function drop(sock, delivered, workingSince) {
-      ws = null;
-      detach(sock);
-      try {
-        sock.close(4000, "unresponsive");
-      } catch (e) {
-        /* ignore */
-      }
-      disconnected(delivered, workingSince);
-    }
-
-    function startPing(sock, since) {
-      clearTimer("ping");
-      timers.ping = setInterval(function () {
-        if (ws !== sock || sock.readyState !== 1) return;
-        send({ type: "ping" });
-        if (timers.pong === null) {
-          timers.pong = setTimeout(function () {
-            timers.pong = null;
-            if (ws === sock) drop(sock, true, since);
-          }, opts.pongTimeout);
-        }
-      }, opts.pingInterval);
-    }
-
-    function disconnected(hadDelivered, workingSince) {
-      clearTimer("ping");
-      clearTimer("pong");
-      clearTimer("connect");
-      if (closed) return;
-      if (!hadDelivered) failures += 1;
-      if (hadDelivered && Date.now() - workingSince >= opts.stableAfter) attempt = 0;
-      if (failures >= opts.fallbackAfter) startPolling();
-      else if (!polling) setMode("connecting");
-      var delay = Math.min(opts.backoffMax, opts.backoffInitial * Math.pow(opts.backoffFactor, attempt));
-      attempt += 1;
-      delay *= 1 - opts.jitter * Math.random();
-      clearTimer("reconnect");
-      timers.reconnect = setTimeout(connectSocket, delay);
-    }
-
-    // ---- polling fallback ----
-
-    function startPolling() {
-      if (polling || closed) return;
-      polling = true;
-      setMode("polling");
-      poll(++pollGeneration);
-    }
-
-    function stopPolling() {
-      polling = false;
-      pollGeneration += 1;
-      clearTimer("poll");
     }
 
     function get(path, token) {
@@ -913,64 +797,37 @@
       });
     }
 
-    function poll(generation) {
-      timers.poll = null;
-      resolveToken(opts.token)
-        .then(function (token) {
-          var asks = [];
-          Object.keys(jobs).forEach(function (id) {
-            asks.push(
-              get("/api/jobs/" + encodeURIComponent(id), token).then(function (job) {
-                var tracker = jobs[id];
-                if (!job || !tracker || generation !== pollGeneration) return;
-                if (job.notFound) {
-                  tracker.fail("not_found", "no such job, or not yours (HTTP 404)", { code: 404 });
-                } else {
-                  tracker.apply(job, "snapshot");
-                }
-              })
-            );
-          });
-          if (feeds.length) {
-            asks.push(
-              get("/api/jobs?page_size=20", token).then(function (page) {
-                if (!page || !page.jobs || generation !== pollGeneration) return;
-                feeds.slice().forEach(function (f) {
-                  if (!f.listed) f.list(page.jobs);
-                  else page.jobs.forEach(f.event);
-                });
-              })
-            );
-          }
-          return Promise.all(asks);
-        })
-        .then(null, function () {
-          /* network trouble: try again later */
-        })
-        .then(function () {
-          if (generation === pollGeneration && polling && !closed) {
-            timers.poll = setTimeout(function () {
-              poll(generation);
-            }, opts.pollInterval);
-          }
-        });
+    function poll(token, current) {
+      var asks = [];
+      Object.keys(jobs).forEach(function (id) {
+        asks.push(
+          get("/api/jobs/" + encodeURIComponent(id), token).then(function (job) {
+            var tracker = jobs[id];
+            if (!job || !tracker || !current()) return;
+            if (job.notFound) {
+              tracker.fail("not_found", "no such job, or not yours (HTTP 404)", { code: 404 });
+            } else {
+              tracker.apply(job, "snapshot");
+            }
+          })
+        );
+      });
+      if (feeds.length) {
+        asks.push(
+          get("/api/jobs?page_size=20", token).then(function (page) {
+            if (!page || !page.jobs || !current()) return;
+            feeds.slice().forEach(function (f) {
+              if (!f.listed) f.list(page.jobs);
+              else page.jobs.forEach(f.event);
+            });
+          })
+        );
+      }
+      return Promise.all(asks);
     }
 
     function shutdown() {
-      closed = true;
-      stopPolling();
-      for (var name in timers) clearTimer(name);
-      if (ws) {
-        var sock = ws;
-        ws = null;
-        detach(sock);
-        try {
-          sock.close(1000, "done");
-        } catch (e) {
-          /* already closing */
-        }
-      }
-      setMode("closed");
+      link.close();
       eachWatch(function (w) {
         w.done = true;
       });
@@ -978,13 +835,13 @@
       feeds = [];
     }
 
-    connectSocket();
+    link.start();
 
     return {
       /** Watch one job on this connection; watchJob's callbacks, handle and guarantees. */
       watchJob: function (jobId, handlers) {
         if (!jobId) throw new TypeError("watchJob: jobId is required");
-        if (closed) throw new Error("watchJob: the connection is closed");
+        if (link.closed) throw new Error("watchJob: the connection is closed");
         var previous = jobs[jobId];
         if (previous) {
           // The new watch needs the job's status from the start: a fresh subscription.
@@ -996,7 +853,7 @@
         });
         tracker.jobId = jobId;
         jobs[jobId] = tracker;
-        if (mode) tracker.call("onConnection", mode);
+        if (link.mode) tracker.call("onConnection", link.mode);
         subscribeJob(tracker);
         return {
           close: function () {
@@ -1014,19 +871,19 @@
             return tracker.lastVersion;
           },
           get mode() {
-            return tracker.done ? "closed" : mode;
+            return tracker.done ? "closed" : link.mode;
           },
         };
       },
       /** Every job of the token's user: onJobs(list), then onJob(state) per newer version. */
       watchMyJobs: function (handlers) {
-        if (closed) throw new Error("watchMyJobs: the connection is closed");
+        if (link.closed) throw new Error("watchMyJobs: the connection is closed");
         var feed = makeFeed(handlers || {});
         var listed = feeds.filter(function (f) {
           return f.listed;
         })[0];
         feeds.push(feed);
-        if (mode) feed.call("onConnection", mode);
+        if (link.mode) feed.call("onConnection", link.mode);
         if (feeds.length === 1) send({ type: "subscribe", jobs: "mine" });
         else if (listed) {
           // The socket's feed is already live: start from what another watch knows.
@@ -1050,10 +907,10 @@
       },
       /** Close the socket and end every watch on it (no callback is called). */
       close: function () {
-        if (!closed) shutdown();
+        if (!link.closed) shutdown();
       },
       get mode() {
-        return mode;
+        return link.mode;
       },
     };
   }
