@@ -50,6 +50,23 @@ def _http_url(value: str, variable: str) -> str:
     return value.rstrip("/")
 
 
+def runpod_endpoint_url(environ: Mapping[str, str]) -> str:
+    """RUNPOD_ENDPOINT_URL, else the bare endpoint id in RUNPOD_ENDPOINT expanded to its URL;
+    empty without RunPod. Every command that talks to RunPod reads it so."""
+    url = environ.get("RUNPOD_ENDPOINT_URL", "").strip()
+    if not url and (endpoint := environ.get("RUNPOD_ENDPOINT", "").strip()):
+        url = RUNPOD_API_BASE + endpoint
+    return url.rstrip("/")
+
+
+def check_runpod(endpoint_url: str, api_key: str) -> None:
+    """A RunPod endpoint, when there is one, is an http(s) URL and comes with its key."""
+    if endpoint_url:
+        _http_url(endpoint_url, "RUNPOD_ENDPOINT_URL")
+        if not api_key:
+            raise ConfigError("RUNPOD_API_KEY is required when RUNPOD_ENDPOINT_URL is set")
+
+
 def _seconds(environ: Mapping[str, str], variable: str, default: float) -> float:
     raw = environ.get(variable, "")
     if not raw:
@@ -162,11 +179,8 @@ class GatewayConfig:
                 raise ConfigError(
                     f"GATEWAY_ALLOWED_ORIGINS entries must be scheme://host[:port], got {origin!r}"
                 )
-        if self.runpod_endpoint_url:
-            _http_url(self.runpod_endpoint_url, "RUNPOD_ENDPOINT_URL")
-            if not self.runpod_api_key:
-                raise ConfigError("RUNPOD_API_KEY is required when RUNPOD_ENDPOINT_URL is set")
-        elif not self.development and not self.simulated_worker:
+        check_runpod(self.runpod_endpoint_url, self.runpod_api_key)
+        if not self.runpod_endpoint_url and not self.development and not self.simulated_worker:
             raise ConfigError(
                 "RUNPOD_ENDPOINT_URL is required in production; set GATEWAY_SIMULATED_WORKER=1 "
                 "to run the simulated worker instead"
@@ -246,9 +260,6 @@ class GatewayConfig:
         if environment == "development":
             jwt_secret = jwt_secret or dev_secret(Path(data_dir), "jwt_secret")
             callback_secret = callback_secret or dev_secret(Path(data_dir), "callback_secret")
-        runpod_url = env.get("RUNPOD_ENDPOINT_URL", "")
-        if not runpod_url and env.get("RUNPOD_ENDPOINT"):
-            runpod_url = RUNPOD_API_BASE + env["RUNPOD_ENDPOINT"]
         origins = tuple(
             o.strip().rstrip("/") for o in env.get("GATEWAY_ALLOWED_ORIGINS", "").split(",")
         )
@@ -264,7 +275,7 @@ class GatewayConfig:
             public_url=env.get("GATEWAY_PUBLIC_URL", "").rstrip("/"),
             allowed_origins=tuple(o for o in origins if o),
             output_prefix=env.get("R2_OUTPUT_PREFIX") or "exports/",
-            runpod_endpoint_url=runpod_url.rstrip("/"),
+            runpod_endpoint_url=runpod_endpoint_url(env),
             runpod_api_key=env.get("RUNPOD_API_KEY", ""),
             simulated_worker=_switch(env, "GATEWAY_SIMULATED_WORKER"),
             r2_endpoint_url=env.get("R2_ENDPOINT_URL", ""),

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.changes import apply_change
-from gateway.config import DEFAULT_TARGET, RUNPOD_API_BASE
+from gateway.config import DEFAULT_TARGET, check_runpod, runpod_endpoint_url
 from gateway.metrics import Metrics
 from gateway.outputs import root_problem
 from gateway.target import FORMS, is_target
@@ -94,14 +94,7 @@ class ReconcileConfig:
             check_secret("JOBSTATE_API_TOKEN", self.api_token)
         if not is_target(self.jobstate_target):
             raise ConfigError(f"JOBSTATE_TARGET must be {FORMS}, got {self.jobstate_target!r}")
-        if self.runpod_endpoint_url and not self.runpod_api_key:
-            raise ConfigError("RUNPOD_API_KEY is required when RUNPOD_ENDPOINT_URL is set")
-        if self.runpod_endpoint_url and not self.runpod_endpoint_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ConfigError(
-                f"RUNPOD_ENDPOINT_URL must be an http(s) URL, got {self.runpod_endpoint_url!r}"
-            )
+        check_runpod(self.runpod_endpoint_url, self.runpod_api_key)
         if self.tls_ca and not Path(self.tls_ca).is_file():
             raise ConfigError(f"JOBSTATE_TLS_CA {self.tls_ca!r} is not a readable file")
         if not self.output_prefix:
@@ -116,15 +109,12 @@ class ReconcileConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ReconcileConfig:
-        runpod_url = environ.get("RUNPOD_ENDPOINT_URL", "").strip()
-        if not runpod_url and environ.get("RUNPOD_ENDPOINT", "").strip():
-            runpod_url = RUNPOD_API_BASE + environ["RUNPOD_ENDPOINT"].strip()
         return cls(
             jobstate_target=environ.get("JOBSTATE_TARGET", "").strip() or DEFAULT_TARGET,
             environment=environ.get("ENVIRONMENT", "").strip() or "production",
             api_token=environ.get("JOBSTATE_API_TOKEN", ""),
             tls_ca=environ.get("JOBSTATE_TLS_CA", "").strip(),
-            runpod_endpoint_url=runpod_url.rstrip("/"),
+            runpod_endpoint_url=runpod_endpoint_url(environ),
             runpod_api_key=environ.get("RUNPOD_API_KEY", ""),
             output_prefix=environ.get("R2_OUTPUT_PREFIX", "").strip() or "exports/",
             stale_after=_seconds(environ, "JOBSTATE_STALE_AFTER", 600.0),

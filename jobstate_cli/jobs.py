@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -24,6 +25,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from gateway.config import check_runpod, runpod_endpoint_url
+from gateway.metrics import Metrics
+from gateway.runpod import RunPodClient
+from gateway.worker import WorkerError
 from jobstate.client import (
     DeadlineExceeded,
     Job,
@@ -33,6 +38,7 @@ from jobstate.client import (
     Unauthenticated,
     Unavailable,
 )
+from jobstate.config import ConfigError
 from jobstate_cli.render import TABLE_HEADERS, columns, details, job_dict, printable, table_row
 from jobstate_cli.watchview import PlainView, TerminalView, WatchView
 
@@ -60,7 +66,9 @@ Operator commands: list, inspect, watch and cancel jobs.
 
 The service is JOBSTATE_TARGET (default 127.0.0.1:50051) or --jobstate-target; TLS trusts the
 CA bundle in JOBSTATE_TLS_CA or --tls-ca; the service token is read from JOBSTATE_API_TOKEN
-only (a flag would show in `ps`). Errors are one line on stderr.
+only (a flag would show in `ps`). `cancel` also cancels the job's RunPod job, with
+RUNPOD_ENDPOINT_URL (or RUNPOD_ENDPOINT) and RUNPOD_API_KEY as the gateway reads them.
+Errors are one line on stderr.
 """
 WATCH_DESCRIPTION = """\
 Follow a job to its end: a live progress bar on a terminal, otherwise one line per event
@@ -79,10 +87,6 @@ exit codes:
 """
 
 Command = Callable[[JobStateClient, argparse.Namespace], Awaitable[int]]
-
-
-class ConfigError(ValueError):
-    """Bad configuration; the message names the variable or flag."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +197,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     watch.add_argument("job_id", metavar="JOB_ID")
     watch.set_defaults(run=_watch, failure_exit=EXIT_UNWATCHABLE)
 
-    cancel = commands.add_parser("cancel", parents=[common], help="cancel a job")
+    cancel = commands.add_parser(
+        "cancel", parents=[common], help="cancel a job, and its RunPod job (RUNPOD_* variables)"
+    )
     cancel.add_argument("job_id", metavar="JOB_ID")
     cancel.add_argument("--reason", default="", help="kept as the job's error text")
     cancel.set_defaults(run=_cancel, failure_exit=EXIT_FAILED)
@@ -201,8 +207,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     name = f"jobstate jobs {args.jobs_command}"
+    # What went wrong is said here, in one line; the libraries' own warnings (RunPod's answer,
+    # say) would otherwise reach stderr through logging's last-resort handler.
+    logging.getLogger().addHandler(logging.NullHandler())
     try:
         config = ClientConfig.from_env(environ, target=args.jobstate_target, tls_ca=args.tls_ca)
+        if args.jobs_command == "cancel":
+            args.runpod = _runpod(environ)
     except ConfigError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -282,9 +293,34 @@ async def _get(client: JobStateClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _runpod(environ: Mapping[str, str]) -> tuple[str, str]:
+    """RunPod's endpoint URL and key as the gateway reads them; ("", "") without RunPod."""
+    endpoint_url = runpod_endpoint_url(environ)
+    api_key = environ.get("RUNPOD_API_KEY", "").strip()
+    check_runpod(endpoint_url, api_key)
+    return endpoint_url, api_key
+
+
 async def _cancel(client: JobStateClient, args: argparse.Namespace) -> int:
     job = await client.cancel_job(args.job_id, args.reason)
-    print(job.status.value)
+    print(job.status.value, flush=True)
+    if not job.external_id:
+        return 0  # never handed to RunPod
+    # Asked again when the job was already cancelled: RunPod's cancel is idempotent, and an
+    # operator repeating the command after a failed try must reach it.
+    not_cancelled = f"jobstate jobs cancel: RunPod job {job.external_id} was not cancelled"
+    endpoint_url, api_key = args.runpod
+    if not endpoint_url:
+        print(f"{not_cancelled}: RUNPOD_ENDPOINT_URL is not set", file=sys.stderr)
+        return 0
+    runpod = RunPodClient(endpoint_url, api_key, TIMEOUT, Metrics())
+    try:
+        await runpod.cancel(job.external_id)
+    except WorkerError as exc:
+        print(f"{not_cancelled}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await runpod.close()
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 WAIT = 60.0  # a process start or a whole command on a loaded 2-core machine
 JOBSTATE = Path(sys.executable).with_name("jobstate")
 # Variables that would change what the command does or how rich draws: the test sets its own.
-_FOREIGN = ("JOBSTATE_", "FORCE_COLOR", "NO_COLOR", "TTY_", "COLUMNS", "LINES")
+_FOREIGN = ("JOBSTATE_", "RUNPOD_", "FORCE_COLOR", "NO_COLOR", "TTY_", "COLUMNS", "LINES")
 
 
 def command_env(target: str, **extra: str) -> dict[str, str]:

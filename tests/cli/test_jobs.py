@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
 import grpc
+import pytest
 from support.certs import self_signed
+from support.fakerunpod import FakeRunPod
 from support.ports import free_port
 from support.processes import ServeProcess
 from support.servers import sqlite_url
 
 from jobstate.client import Job, JobStateClient, Status
 
-from .commands import WAIT, assert_one_line_error, command_env, jobs
+from .commands import WAIT, Result, assert_one_line_error, command_env, jobs
 
 EVERY_FIELD = {
     "job_id",
@@ -166,6 +169,70 @@ async def test_cancel_prints_the_new_status(client: JobStateClient, env: dict[st
     assert (job.status, job.error, job.version) == (Status.CANCELLED, "operator said so", 2)
     again = await jobs("cancel", "c", env=env)  # harmless, as the service's CancelJob is
     assert (again.code, again.stdout, (await client.get_job("c")).version) == (0, "cancelled\n", 2)
+
+
+@pytest.fixture
+async def fake_runpod() -> AsyncIterator[FakeRunPod]:
+    fake = FakeRunPod()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+def _runpod_env(env: dict[str, str], runpod: FakeRunPod) -> dict[str, str]:
+    return {**env, "RUNPOD_ENDPOINT_URL": runpod.url, "RUNPOD_API_KEY": "rp-key"}
+
+
+async def test_cancel_stops_the_runpod_job_too(
+    client: JobStateClient, env: dict[str, str], fake_runpod: FakeRunPod
+) -> None:
+    """An operator's cancel must stop the GPU, as the owner's cancel through the gateway does;
+    run again it asks RunPod again (its cancel is idempotent), so a failed first try can be
+    repeated."""
+    await client.create_job("u1", job_id="gpu")
+    await client.mark_submitted("gpu", "rp-7")
+    result = await jobs("cancel", "gpu", env=_runpod_env(env, fake_runpod))
+    assert (result.code, result.stdout, result.stderr) == (0, "cancelled\n", "")
+    assert fake_runpod.cancelled == ["rp-7"]
+    assert fake_runpod.requests[-1].auth == "Bearer rp-key"
+    again = await jobs("cancel", "gpu", env=_runpod_env(env, fake_runpod))
+    assert (again.code, again.stdout, again.stderr) == (0, "cancelled\n", "")
+    assert fake_runpod.cancelled == ["rp-7", "rp-7"]
+
+
+async def test_cancel_says_when_runpod_was_not_told(
+    client: JobStateClient, env: dict[str, str], fake_runpod: FakeRunPod
+) -> None:
+    await client.create_job("u1", job_id="gpu")
+    await client.mark_submitted("gpu", "rp-8")
+    unset = await jobs("cancel", "gpu", env=env)
+    assert (unset.code, unset.stdout) == (0, "cancelled\n")
+    assert unset.stderr == (
+        "jobstate jobs cancel: RunPod job rp-8 was not cancelled: RUNPOD_ENDPOINT_URL is not set\n"
+    )
+    fake_runpod.cancel_status = 500
+    refused = await jobs("cancel", "gpu", env=_runpod_env(env, fake_runpod))
+    assert refused.stdout == "cancelled\n"
+    assert_one_line_error(
+        Result(refused.code, "", refused.stderr), 1, "RunPod job rp-8 was not cancelled", "500"
+    )
+    assert "boom" not in refused.stderr  # RunPod's own text is not passed on
+    assert (await client.get_job("gpu")).status is Status.CANCELLED
+
+
+async def test_cancel_without_a_runpod_job_or_with_bad_runpod_settings(
+    client: JobStateClient, env: dict[str, str], fake_runpod: FakeRunPod
+) -> None:
+    await client.create_job("u1", job_id="never-submitted")
+    result = await jobs("cancel", "never-submitted", env=_runpod_env(env, fake_runpod))
+    assert (result.code, result.stdout, result.stderr) == (0, "cancelled\n", "")
+    assert fake_runpod.cancelled == []
+    no_key = await jobs("cancel", "never-submitted", env={**env, "RUNPOD_ENDPOINT_URL": "http://r"})
+    assert_one_line_error(no_key, 2, "RUNPOD_API_KEY is required when RUNPOD_ENDPOINT_URL is set")
+    bad_url = await jobs(
+        "cancel", "never-submitted", env={**env, "RUNPOD_ENDPOINT_URL": "r", "RUNPOD_API_KEY": "k"}
+    )
+    assert_one_line_error(bad_url, 2, "RUNPOD_ENDPOINT_URL must be an http(s) URL, got 'r'")
 
 
 async def test_cancel_of_a_finished_job_names_its_status(
