@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.endpoints import check_runpod, http_url, runpod_endpoint_url
 from gateway.outputs import root_problem
 from gateway.target import FORMS, is_target
 from jobstate.config import ConfigError, check_environment, check_secret
@@ -26,7 +27,6 @@ __all__ = ["ConfigError", "GatewayConfig", "dev_secret", "parse_hostport"]
 DEFAULT_LISTEN = "127.0.0.1:8787"
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_BUCKET = "reel-ballers-users"
-RUNPOD_API_BASE = "https://api.runpod.ai/v2/"
 MAX_LIMIT = 1_000_000
 
 
@@ -41,30 +41,6 @@ def parse_hostport(value: str, variable: str) -> tuple[str, int]:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
-
-
-def _http_url(value: str, variable: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{variable} must be an http(s) URL, got {value!r}")
-    return value.rstrip("/")
-
-
-def runpod_endpoint_url(environ: Mapping[str, str]) -> str:
-    """RUNPOD_ENDPOINT_URL, else the bare endpoint id in RUNPOD_ENDPOINT expanded to its URL;
-    empty without RunPod. Every command that talks to RunPod reads it so."""
-    url = environ.get("RUNPOD_ENDPOINT_URL", "").strip()
-    if not url and (endpoint := environ.get("RUNPOD_ENDPOINT", "").strip()):
-        url = RUNPOD_API_BASE + endpoint
-    return url.rstrip("/")
-
-
-def check_runpod(endpoint_url: str, api_key: str) -> None:
-    """A RunPod endpoint, when there is one, is an http(s) URL and comes with its key."""
-    if endpoint_url:
-        _http_url(endpoint_url, "RUNPOD_ENDPOINT_URL")
-        if not api_key:
-            raise ConfigError("RUNPOD_API_KEY is required when RUNPOD_ENDPOINT_URL is set")
 
 
 def _seconds(environ: Mapping[str, str], variable: str, default: float) -> float:
@@ -173,7 +149,7 @@ class GatewayConfig:
         if problem := root_problem(self.output_prefix):
             raise ConfigError(f"R2_OUTPUT_PREFIX {problem}, got {self.output_prefix!r}")
         if self.public_url:
-            _http_url(self.public_url, "GATEWAY_PUBLIC_URL")
+            http_url(self.public_url, "GATEWAY_PUBLIC_URL")
         for origin in self.allowed_origins:
             if _origin(origin) != origin or not urlsplit(origin).netloc:
                 raise ConfigError(
@@ -186,7 +162,7 @@ class GatewayConfig:
                 "to run the simulated worker instead"
             )
         if self.r2_endpoint_url:
-            _http_url(self.r2_endpoint_url, "R2_ENDPOINT_URL")
+            http_url(self.r2_endpoint_url, "R2_ENDPOINT_URL")
         if not self.r2_bucket:
             raise ConfigError("R2_BUCKET must not be empty")
         for variable, value in self._limits():

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.changes import apply_change
-from gateway.config import DEFAULT_TARGET, check_runpod, runpod_endpoint_url
+from gateway.config import DEFAULT_TARGET
+from gateway.endpoints import check_runpod, runpod_endpoint_url
 from gateway.metrics import Metrics
 from gateway.outputs import root_problem
 from gateway.target import FORMS, is_target

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.config import check_runpod, runpod_endpoint_url
+from gateway.endpoints import check_runpod, runpod_endpoint_url
 from gateway.metrics import Metrics
 from gateway.runpod import RunPodClient
 from gateway.worker import WorkerError

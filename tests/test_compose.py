@@ -50,7 +50,7 @@ _READ = re.compile(r"\b(?:environ|env)\b[^\"\n]*\"([A-Z][A-Z0-9_]{2,})\"")
 SOURCES = {
     "serve": ["jobstate/config.py", "jobstate/logs.py"],
     "gateway": [*(str(p.relative_to(REPO)) for p in (REPO / "gateway").glob("*.py"))],
-    "reconcile": ["gateway/reconcile.py", "jobstate/logs.py"],
+    "reconcile": ["gateway/reconcile.py", "gateway/endpoints.py", "jobstate/logs.py"],
 }
 SOURCES["gateway"] = [s for s in SOURCES["gateway"] if s != "gateway/reconcile.py"]
 SOURCES["gateway"].append("jobstate/logs.py")
