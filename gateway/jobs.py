@@ -70,6 +70,8 @@ async def start_export(request: web.Request) -> web.Response:
         lambda: svc.client.create_job(user_id, "overlay", params, idempotency_key=key),
     )
     job = await svc.submitter.ensure_submitted(job, params, svc.callback_url(job.job_id))
+    if not job.status.terminal:
+        svc.hub.expect(job.job_id)  # the page that started it watches it next
     return web.json_response({"job_id": job.job_id, "status": job.status.value})
 
 

@@ -25,7 +25,9 @@ service's stream cap) closes every socket the same way, and the next join starts
 A watcher is closed with 1000 once its terminal message is sent (or at once, when its `after`
 already covers the job's terminal event). The job's owner is known from its SNAPSHOT on, so
 a later socket is admitted without asking the service (`owner`); the first socket starts the
-follow and learns the owner from that SNAPSHOT (`learn_owner`) before it joins.
+follow and learns the owner from that SNAPSHOT (`learn_owner`) before it joins. A job started
+through this gateway is followed at once (`expect`): the page that started it opens its socket
+next, and finds the owner and the job's state here instead of waiting for that first answer.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ log = logging.getLogger(__name__)
 
 RECENT_EVENTS = 256
 MAX_BACKOFF = 2.0
+# How long a job `expect` follows waits for its first socket before it is unfollowed.
+EXPECT_SOCKET_WITHIN = 10.0
 
 
 class Event:
@@ -144,6 +148,12 @@ class JobWatch:
         self.waiting: set[Watcher] = set()  # replays that wait for the opening SNAPSHOT
         self.known: asyncio.Future[str] | None = None  # the owner, for `learn_owner`
         self.lookups = 0  # sockets waiting for `known`
+        self.expected: asyncio.TimerHandle | None = None  # `expect`: until a socket joins
+
+    def unexpect(self) -> None:
+        if self.expected is not None:
+            self.expected.cancel()
+            self.expected = None
 
     def fail_lookups(self, error: JobStateError) -> None:
         if self.known is not None and not self.known.done():
@@ -227,9 +237,15 @@ class JobWatch:
 class WatchHub:
     """Every watched job of this gateway process, on one feed."""
 
-    def __init__(self, client: JobStateClient, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        client: JobStateClient,
+        metrics: Metrics,
+        expect_within: float = EXPECT_SOCKET_WITHIN,
+    ) -> None:
         self.client = client
         self.metrics = metrics
+        self._expect_within = expect_within
         self._watches: dict[str, JobWatch] = {}
         self._feed: JobFeed | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -241,6 +257,26 @@ class WatchHub:
         """The user of a job this gateway already follows (None: not known here yet)."""
         watch = self._watches.get(job_id)
         return None if watch is None else watch.owner
+
+    def watchers(self, job_id: str) -> int:
+        """How many sockets watch the job here."""
+        watch = self._watches.get(job_id)
+        return 0 if watch is None else len(watch.watchers)
+
+    def expect(self, job_id: str) -> None:
+        """A socket for the job is likely soon (its owner just started it here): follow it
+        now, so that the socket finds the owner and the job's state waiting. Unfollowed after
+        `expect_within` seconds if no socket joined by then; the first one that joins takes
+        the follow over (it ends with the last socket, as any)."""
+        watch = self._watches.get(job_id) or self._start(job_id)
+        if watch.expected is None and not watch.watchers:
+            watch.expected = asyncio.get_running_loop().call_later(
+                self._expect_within, self._no_socket_came, watch
+            )
+
+    def _no_socket_came(self, watch: JobWatch) -> None:
+        watch.expected = None
+        self._drop_if_unused(watch)
 
     async def learn_owner(self, job_id: str) -> str:
         """The job's user: known from its stream, else from the SNAPSHOT of the follow started
@@ -264,6 +300,7 @@ class WatchHub:
     def join(self, job_id: str, watcher: Watcher, after: int | None) -> None:
         """Attach `watcher`; its first message is a status (after=None) or the replay."""
         watch = self._watches.get(job_id) or self._start(job_id)
+        watch.unexpect()
         watch.attach(watcher, after)
 
     def _start(self, job_id: str) -> JobWatch:
@@ -274,7 +311,8 @@ class WatchHub:
         return watch
 
     def _drop_if_unused(self, watch: JobWatch) -> None:
-        if not watch.watchers and not watch.lookups and self._watches.get(watch.job_id) is watch:
+        unused = not watch.watchers and not watch.lookups and watch.expected is None
+        if unused and self._watches.get(watch.job_id) is watch:
             self._forget(watch)
             if self._feed is not None:
                 self._feed.unfollow(watch.job_id)
@@ -327,6 +365,7 @@ class WatchHub:
                 watch.publish(Event(item))
 
     def _forget(self, watch: JobWatch) -> None:
+        watch.unexpect()
         watch.fail_lookups(Unavailable("the job's stream ended; try again"))
         if self._watches.get(watch.job_id) is watch:
             del self._watches[watch.job_id]

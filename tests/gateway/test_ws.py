@@ -204,14 +204,15 @@ async def test_replay_on_a_fresh_gateway_starts_the_shared_stream_there(stack: S
         assert [(m["type"], m["version"]) for m in await client.until(5)] == [("complete", 5)]
 
 
-async def joined(stack: Stack, jobs: int = 1) -> None:
-    """Wait until the gateway's hub holds `jobs` jobs (a socket's join follows its upgrade)."""
+async def joined(stack: Stack, job_id: str) -> None:
+    """Wait until a socket watches the job in the gateway's hub (its join follows its
+    upgrade)."""
     hub = stack.services.hub
 
-    async def holds() -> bool:
-        return len(hub) == jobs
+    async def watched() -> bool:
+        return hub.watchers(job_id) == 1
 
-    await eventually(holds, f"the gateway's hub to hold {jobs} job(s)")
+    await eventually(watched, f"a socket to join the gateway's hub for {job_id}")
 
 
 async def test_a_socket_without_after_is_greeted_though_the_first_one_had_after(
@@ -220,7 +221,7 @@ async def test_a_socket_without_after_is_greeted_though_the_first_one_had_after(
     job_id = await stack.start_job()
     await progress(stack, job_id, 10)  # version 3, and then the job stays quiet
     first = await stack.socket(job_id, after=3)  # nothing to replay: it has seen everything
-    await joined(stack)
+    await joined(stack, job_id)
     second = await stack.socket(job_id)
     message = await second.next()  # comes while the job does not change
     assert (message["type"], message["status"], message["version"]) == ("status", "processing", 3)
@@ -238,7 +239,7 @@ async def test_a_replay_stream_ends_once_its_socket_caught_up_on_a_quiet_job(
     job_id = await stack.start_job()
     await progress(stack, job_id, 10, 20)  # versions 3, 4, then quiet
     first = await stack.socket(job_id, after=4)
-    await joined(stack)
+    await joined(stack, job_id)
     behind = await stack.socket(job_id, after=2)
     assert versions(await behind.until(4)) == [3, 4]
 
