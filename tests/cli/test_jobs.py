@@ -173,10 +173,8 @@ async def test_cancel_prints_the_new_status(client: JobStateClient, env: dict[st
 
 @pytest.fixture
 async def fake_runpod() -> AsyncIterator[FakeRunPod]:
-    fake = FakeRunPod()
-    await fake.start()
-    yield fake
-    await fake.close()
+    async with FakeRunPod() as fake:
+        yield fake
 
 
 def _runpod_env(env: dict[str, str], runpod: FakeRunPod) -> dict[str, str]:

@@ -78,10 +78,8 @@ def s3() -> Iterator[S3]:
 
 @pytest.fixture
 async def runpod() -> AsyncIterator[FakeRunPod]:
-    fake = FakeRunPod()
-    await fake.start()
-    yield fake
-    await fake.close()
+    async with FakeRunPod() as fake:
+        yield fake
 
 
 # --- the gateway and a client for it ------------------------------------------------------

@@ -42,12 +42,8 @@ def s3_url() -> Iterator[str]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def runpod() -> AsyncIterator[FakeRunPod]:
-    fake = FakeRunPod()
-    await fake.start()
-    try:
+    async with FakeRunPod() as fake:
         yield fake
-    finally:
-        await fake.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -30,10 +30,8 @@ async def client(server: RunningServer) -> AsyncIterator[JobStateClient]:
 
 @pytest.fixture
 async def fake_runpod() -> AsyncIterator[FakeRunPod]:
-    fake = FakeRunPod()
-    await fake.start()
-    yield fake
-    await fake.close()
+    async with FakeRunPod() as fake:
+        yield fake
 
 
 @pytest.fixture
