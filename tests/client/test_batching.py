@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from support.processes import ServeProcess
-from support.servers import service, sqlite_url
+from support.servers import sqlite_url
 
 from jobstate.client import (
     EventType,
@@ -23,12 +22,6 @@ from jobstate.domain import Cancel, Progress
 from jobstate.server import RunningServer
 
 WAIT = 30.0
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    async with service(tmp_path) as running:
-        yield running
 
 
 def calls_of(log: list[str]) -> Callable[[str, str, float], None]:

@@ -4,7 +4,6 @@ and a watch that resumes by itself across a restart of `jobstate serve`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,21 +24,8 @@ from jobstate.client import (
     Status,
     Unauthenticated,
 )
-from jobstate.server import RunningServer
 
 WAIT = 30.0
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    async with service(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(server: RunningServer) -> AsyncIterator[JobStateClient]:
-    async with JobStateClient(f"127.0.0.1:{server.port}", timeout=10) as connected:
-        yield connected
 
 
 async def test_create_returns_a_plain_record(client: JobStateClient) -> None:

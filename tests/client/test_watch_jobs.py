@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,6 @@ from jobstate.client import (
     Unauthenticated,
     UserFeedItem,
 )
-from jobstate.server import RunningServer
 
 WAIT = 30.0
 
@@ -60,18 +59,6 @@ class Reader:
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
         await self.items.aclose()
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    async with service(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(server: RunningServer) -> AsyncIterator[JobStateClient]:
-    async with JobStateClient(f"127.0.0.1:{server.port}", timeout=10) as connected:
-        yield connected
 
 
 async def test_initial_state_marker_and_live_events(client: JobStateClient) -> None:
